@@ -1,0 +1,30 @@
+"""Node provisioners: the protocol, and the built-in implementations registered through
+the `kaito.provisioners` entry-point group."""
+
+from kaito.provisioners._protocol import (
+    GPU_RESOURCE,
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    WORKSPACE_LABEL,
+    WORKSPACE_NAMESPACE_LABEL,
+    NodeRequest,
+    Provisioner,
+    ProvisionerContext,
+    ProvisionerFactory,
+    ProvisionStatus,
+    Taint,
+)
+
+__all__ = [
+    "GPU_RESOURCE",
+    "GPU_TAINT_KEY",
+    "GPU_TAINT_VALUE",
+    "WORKSPACE_LABEL",
+    "WORKSPACE_NAMESPACE_LABEL",
+    "NodeRequest",
+    "ProvisionStatus",
+    "Provisioner",
+    "ProvisionerContext",
+    "ProvisionerFactory",
+    "Taint",
+]
