@@ -16,6 +16,11 @@ watches on the nodes, and requeues after `ProvisionStatus.requeue_after`).
 Readiness means the same for every provisioner: `count` Nodes that are Ready, carry the requested
 instance type and have allocatable `nvidia.com/gpu` (or, for CPU-only local nodes, are marked
 usable by kaito). `ProvisionStatus.nodes` names them in a stable order.
+
+A provisioner that works with nodes it did not choose (bring-your-own) may also be a
+`NodeDescriber`: before planning, the reconciler asks it `describe_nodes(request)` and sizes the
+workload against the `NodeFacts` it answers (instance type, GPUs per node, memory per GPU), since
+such a workspace may name no instance type at all. Check with `isinstance(p, NodeDescriber)`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
+
+from kaito.presets import GpuSku, SkuCatalog, builtin_skus
 
 if TYPE_CHECKING:
     from kaito.kube import Client
@@ -119,6 +126,64 @@ class ProvisionerContext:
 
     client: Client
     options: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class NodeFacts:
+    """What a set of existing nodes offers, for sizing a workload against them.
+
+    Each fact is None when the nodes do not report it or do not agree on it; `problems` then
+    says which nodes differ. `gpu_count` is GPUs per node (the smallest allocatable count, or
+    GPU feature discovery's `nvidia.com/gpu.count`), `gpu_memory_bytes` the memory of one GPU.
+    """
+
+    nodes: tuple[str, ...] = ()
+    instance_type: str | None = None
+    gpu_product: str | None = None
+    gpu_count: int | None = None
+    gpu_memory_bytes: int | None = None
+    compute_capability: str | None = None
+    """CUDA compute capability ("8.0"), from GPU feature discovery's compute labels."""
+    problems: tuple[str, ...] = ()
+
+    def sku(self, catalog: SkuCatalog | None = None) -> GpuSku | None:
+        """The instance type as a `GpuSku` for the planner, or None when too little is known
+        or the nodes have `problems` (sizing one workload for unlike nodes means nothing).
+
+        A known instance type comes from `catalog` (default: the built-in one); otherwise one
+        is described from the GPU facts, named after the instance type or the GPU product.
+        """
+        if self.problems:
+            return None
+        skus = builtin_skus() if catalog is None else catalog
+        if self.instance_type and self.instance_type in skus:
+            return skus[self.instance_type]
+        if not (
+            self.gpu_product
+            and self.gpu_count
+            and self.gpu_memory_bytes
+            and self.compute_capability
+        ):
+            return None
+        label = self.instance_type or f"byo-{self.gpu_product}"
+        name = "".join(c if c.isalnum() or c in "._-" else "-" for c in label).strip("-._")
+        return GpuSku(
+            name=name or "byo",
+            cloud="byo",
+            gpu_model=self.gpu_product,
+            gpu_count=self.gpu_count,
+            gpu_memory_bytes=self.gpu_memory_bytes,
+            compute_capability=self.compute_capability,
+        )
+
+
+@runtime_checkable
+class NodeDescriber(Protocol):
+    """A provisioner that can say what the nodes it would use offer (see the module docstring)."""
+
+    async def describe_nodes(self, request: NodeRequest) -> NodeFacts:
+        """Facts about the nodes matching the request; `request.instance_type` may be empty."""
+        ...
 
 
 ProvisionerFactory = Callable[[ProvisionerContext], Provisioner]
