@@ -16,6 +16,7 @@ from kaito.api import (
     validate_update,
     workspace_crd,
 )
+from kaito.cli import _operator
 from kaito.cli._common import CliError, gib, load_document, print_json, print_table
 from kaito.plugins import Registry
 from kaito.presets import (
@@ -98,9 +99,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=_skus_list)
 
     p = sub.add_parser("manifests", help="print Kubernetes manifests")
-    msub = p.add_subparsers(dest="manifests_command", required=True, metavar="{crd}")
+    msub = p.add_subparsers(dest="manifests_command", required=True, metavar="{crd,operator}")
     q = msub.add_parser("crd", help="the Workspace CustomResourceDefinition")
     q.set_defaults(func=_manifests_crd)
+    _operator.register_manifests(msub)
 
 
 # -- validate --------------------------------------------------------------------------------

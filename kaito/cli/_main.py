@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from kaito._version import __version__
-from kaito.cli import _catalog
+from kaito.cli import _catalog, _emulator, _operator
 from kaito.cli._common import CliError
 from kaito.plugins import PluginError, default_registry
 
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kaito {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _catalog.register(sub)
+    _operator.register(sub)
+    _emulator.register(sub)
     return parser
 
 

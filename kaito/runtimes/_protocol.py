@@ -40,9 +40,42 @@ ADAPTERS_DIR = "/mnt/adapter"
 CONFIG_DIR = "/mnt/config"
 CONFIG_FILE = "inference_config.yaml"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
+CONFIG_VOLUME = "config"
+"""The pod volume (the workspace's inference ConfigMap) that runtimes mount at `CONFIG_DIR`."""
+ADAPTERS_VOLUME = "adapters"
+"""The pod volume (an emptyDir filled by the adapter init containers) mounted at `ADAPTERS_DIR`."""
+SHM_VOLUME = "dshm"
+"""A memory-backed emptyDir the reconciler provides for runtimes that mount it at /dev/shm
+(NCCL, PyTorch and Triton's Python backend exchange tensors through shared memory)."""
 
 Container = dict[str, Any]
 """A Kubernetes container as JSON: `name`, `image`, `command`, `args`, `env`, `ports`, probes."""
+
+
+class UnsupportedWorkload(ValueError):
+    """The runtime cannot serve this request as asked: a plan it cannot lay out (spanning nodes
+    with a single-node server), adapter strengths it cannot apply. The reconciler reports it as
+    InferenceReady=False with reason `UnsupportedRuntime` and the message of this error."""
+
+
+class MissingExtra(ImportError):
+    """A runtime's client needs a package from an optional extra that is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"the {package!r} package is not installed; "
+            f"install it with: pip install 'kaito[{extra}]'"
+        )
+
+
+class InferenceServerError(RuntimeError):
+    """An inference server answered a client request with an error, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message if status is None else f"HTTP {status}: {message}")
 
 
 @attrs.frozen
@@ -75,7 +108,12 @@ class InferenceRequest:
 
 @attrs.frozen
 class InferenceWorkload:
-    """What a runtime returns: the containers of one pod, plus what the Service must expose."""
+    """What a runtime returns: the containers of one pod, plus what the Service must expose.
+
+    `containers[0]` is the inference server, the container that gets the GPUs. Every pod of a
+    workload runs the same containers; on multi-node plans the containers tell the leader from
+    the workers at run time through `InferenceRequest.node_rank_env`.
+    """
 
     containers: tuple[Container, ...]
     init_containers: tuple[Container, ...] = ()
