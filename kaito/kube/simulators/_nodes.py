@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -49,6 +48,7 @@ from kaito.kube.simulators._objects import (
     status_of,
 )
 from kaito.kube.simulators._stages import Delay, Stage, StageContext
+from kaito.kube.simulators._world import World
 from kaito.presets import builtin_skus
 
 TERMINATION_FINALIZER = "karpenter.sh/termination"
@@ -212,23 +212,23 @@ class NodeClaimSettings:
 class NodeClaimSimulator:
     """Builds the NodeClaim and Node stages and the handlers that connect the two kinds."""
 
-    def __init__(self, ctx: Any, settings: NodeClaimSettings) -> None:
-        self._ctx = ctx
+    def __init__(self, world: World, settings: NodeClaimSettings) -> None:
+        self._world = world
         self._settings = settings
         self._addresses = itertools.count(1)
-        nodeclaims = ctx.informer(NODE_CLAIM)
+        nodeclaims = world.informer(NODE_CLAIM)
         nodeclaims.add_index("node", _nodeclaim_node)
-        nodeclaims.add_handler(lambda _old, new: ctx.enqueue(NODE_CLAIM, new))
-        nodes = ctx.informer(NODE)
+        nodeclaims.add_handler(lambda _old, new: world.enqueue(NODE_CLAIM, new))
+        nodes = world.informer(NODE)
         nodes.add_handler(self._on_node)
         self._nodeclaims = nodeclaims
 
     def _on_node(self, old: RawObject | None, new: RawObject | None) -> None:
         current = new if new is not None else old
         assert current is not None
-        self._ctx.enqueue(NODE, new)
+        self._world.enqueue(NODE, new)
         for nodeclaim in self._nodeclaims.by_index("node", name_of(current)):
-            self._ctx.enqueue(NODE_CLAIM, nodeclaim)
+            self._world.enqueue(NODE_CLAIM, nodeclaim)
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -288,11 +288,11 @@ class NodeClaimSimulator:
     # -- effects --------------------------------------------------------------------------
 
     async def _add_finalizer(self, ctx: StageContext, kind: ResourceKind, obj: RawObject) -> None:
-        await self._ctx.set_finalizer(kind, obj, TERMINATION_FINALIZER, True)
+        await self._world.set_finalizer(kind, obj, TERMINATION_FINALIZER, True)
 
     def _node_of(self, nodeclaim: RawObject) -> RawObject | None:
         name = status_of(nodeclaim).get("nodeName") or name_of(nodeclaim)
-        node = self._ctx.cached(NODE, str(name))
+        node = self._world.cached(NODE, str(name))
         if node is None:
             return None
         refs = meta(node).get("ownerReferences") or ()
@@ -306,7 +306,7 @@ class NodeClaimSimulator:
                 await ctx.delete(NODE, node)
             if self._node_of(obj) is not None:
                 return  # the node's own finalizers hold it; its deletion brings us back
-        await self._ctx.set_finalizer(kind, obj, TERMINATION_FINALIZER, False)
+        await self._world.set_finalizer(kind, obj, TERMINATION_FINALIZER, False)
 
     def _capacity(self, nodeclaim: RawObject) -> dict[str, str]:
         itype = self._settings.instance_types.get(instance_type_of(nodeclaim) or "")
@@ -419,7 +419,7 @@ class NodeClaimSimulator:
         }
         if taints:
             node["spec"]["taints"] = taints
-        if self._ctx.cached(NODE, name) is None:
+        if self._world.cached(NODE, name) is None:
             with contextlib.suppress(AlreadyExists):
                 # AlreadyExists: registered by an earlier attempt whose answer was lost.
                 await ctx.create(NODE, node)
@@ -578,7 +578,3 @@ def never_registers(match: Match = ALL) -> Stage:
     return Stage(
         "nodeclaim-never-registers", NODE_CLAIM, None, match=match, when=awaiting_registration
     )
-
-
-def gpu_count(capacity: Mapping[str, Any]) -> Decimal:
-    return quantity(capacity.get("nvidia.com/gpu", 0))

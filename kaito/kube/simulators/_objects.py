@@ -250,12 +250,12 @@ def controller_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def covers(obj: Any, patch: Any, wildcard: str) -> bool:
+def covers(obj: Any, patch: Any, wildcard: str | None = None) -> bool:
     """Whether merge-patching `obj` with `patch` would change nothing.
 
-    `wildcard` is a placeholder value in the patch (a timestamp filled in at write time): it
-    is satisfied by any value already present, so a patch that stamps "now" is not re-applied
-    forever.
+    `wildcard`, if given, is a placeholder value in the patch (a timestamp filled in at write
+    time): it is satisfied by any value already present, so a patch that stamps "now" is not
+    re-applied forever.
     """
     if isinstance(patch, Mapping):
         if not isinstance(obj, Mapping):
@@ -277,7 +277,7 @@ def covers(obj: Any, patch: Any, wildcard: str) -> bool:
                 for o, p in zip(obj, patch, strict=True)
             )
         )
-    if patch == wildcard:
+    if wildcard is not None and patch == wildcard:
         return obj is not None
     return bool(obj == patch)
 

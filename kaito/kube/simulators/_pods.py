@@ -11,10 +11,16 @@ ImagePullBackOff), `crash_loop` (CrashLoopBackOff with a growing restartCount), 
 `pod_failure` (the pod ends Failed with an exit code).
 
 Unschedulable pods are retried when something changes that could let them fit: a node
-appears, changes its labels, taints, allocatable or readiness, or a pod leaves a node. To keep
-that cheap with many pending pods and many nodes, pending pods are indexed by one label their
-node selection requires (from `nodeSelector` or a single required affinity term), and a node
-change wakes only the pods waiting for one of its labels, plus those that do not narrow it.
+appears, changes its labels, taints, allocatable or readiness, or a pod leaves a node — not
+when only the pod's own status changed, which is how kube-scheduler keeps from retrying in a
+loop. With many pending pods and many nodes both the waking and the deciding must stay cheap:
+
+- pending pods are indexed by the label one of which their node must carry (from
+  `nodeSelector` or a single required affinity term), so a node change wakes only the pods
+  waiting for one of its labels (and those that do not narrow their choice);
+- a decision examines only the nodes carrying such a label; for the message, which counts
+  every node, the others come from a running tally of how many nodes stop at which taint for
+  the pod's set of tolerations, kept up to date on every node change.
 """
 
 from __future__ import annotations
@@ -311,7 +317,7 @@ class PodSimulator:
         if new is None:
             assert old is not None
             self._retry.discard(_pod_key(old))
-        elif old is None or spec_of(old) != spec_of(new):
+        elif (old is None or spec_of(old) != spec_of(new)) and awaiting_schedule(new):
             self._retry.add(_pod_key(new))
         if old is None:
             return

@@ -22,6 +22,13 @@ given as limits only). Failures are counted per reason and written as kube-sched
 "0/3 nodes are available: 1 node(s) had untolerated taint {sku: gpu}, 2 Insufficient
 nvidia.com/gpu." with the reasons sorted. Among the nodes that fit, the least allocated one
 wins (kube-scheduler's default score), ties going to the first name.
+
+`schedule` looks at every node. `decide` is the same decision over a subset: when a pod
+requires a label (`required_keys`), only nodes carrying it can take the pod, and the rest
+only contribute to the message — by the first filter they fail, which is a taint reason
+(`taint_reason`, a function of the pod's tolerations alone) or else node affinity. A caller
+that keeps those counts per set of tolerations decides in time proportional to the
+candidates, not to the cluster.
 """
 
 from __future__ import annotations

@@ -265,7 +265,11 @@ class Simulators:
     async def idle(self, limit: float = 10.0) -> None:
         """Wait until no stage is pending: every change seen is handled, nothing runs, and no
         stage waits for its delay — except, on a manual clock, stages whose time has not come
-        (only the test can bring it). Raises TimeoutError, naming what is still pending."""
+        (only the test can bring it), and recurring stages (heartbeats), which never end.
+
+        Changes arrive by watch, a moment after the write that made them; so the quiet must
+        also last `config.settle` seconds without a watch event. Raises TimeoutError after
+        `limit` seconds, naming what is still pending."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         engine = self._world.engine

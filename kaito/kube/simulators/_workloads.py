@@ -121,7 +121,7 @@ def pod_from_template(
 async def write_status(
     ctx: StageContext, kind: ResourceKind, owner: RawObject, status: Mapping[str, Any]
 ) -> None:
-    if not covers(status_of(owner), status, "\0"):
+    if not covers(status_of(owner), status):
         await ctx.patch_status(kind, owner, {"status": dict(status)})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import StartSims, condition, cstatus, job, node
+from sim_support import StartSims, condition, cstatus, job, node
 
 from kaito.kube import JOB, NODE, POD, KubeClient
 from kaito.kube.simulators import ManualClock, Match, SimulatorConfig, pod_failure

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import StartSims, condition, cstatus, eventually, nodeclaim
+from sim_support import StartSims, condition, cstatus, eventually, nodeclaim
 
 from kaito.kube import NODE, NODE_CLAIM, KubeClient, NotFound
 from kaito.kube.simulators import (

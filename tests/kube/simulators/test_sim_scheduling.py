@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import node
+from sim_support import node
 
 from kaito.kube.simulators import schedule, unschedulable_message
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import StartSims, condition, cstatus, eventually, node, nodeclaim, statefulset
+from sim_support import StartSims, condition, cstatus, eventually, node, nodeclaim, statefulset
 
 from kaito.kube import (
     CONFIG_MAP,
