@@ -15,8 +15,13 @@ Three systems generate the same number of greedy tokens for the same prompts:
 
 Clients are closed loops: `concurrency` of them, each sending its next request when the last
 one finished, until `requests` are done. Tokens/s counts generated tokens over the wall time;
-ITL is each request's mean time per output token after the first, p50/p99 over requests.
+ITL is each request's mean time per output token after the first, p50/p99 over requests (not
+shown for the naive server, whose tokens arrive all at once).
 End-of-sequence is ignored everywhere, so every request generates exactly `--max-tokens`.
+Each concurrency runs limit and kaito `--repeat` times, each pair back to back, and reports the
+pair with the median kaito / limit ratio: on a machine shared with other work, a pair sees the
+same load, and the median drops the pairs where it changed in between. The naive server runs
+once per level.
 
 The default model ("small", ~4M parameters) is a bit bigger than the tests' ~200k-parameter one:
 with the tiny model a decode step is mostly Python overhead, and the comparison would measure
@@ -93,12 +98,15 @@ class Result:
     requests_per_s: float = 0.0
     ttft_p50_ms: float = 0.0
     ttft_p99_ms: float = 0.0
-    itl_p50_ms: float = 0.0
-    itl_p99_ms: float = 0.0
+    itl_p50_ms: float | None = None
+    itl_p99_ms: float | None = None
+    """None where tokens are not seen one by one (the naive server does not stream)."""
     samples: list[Sample] = field(default_factory=list, repr=False)
 
     @classmethod
-    def of(cls, system: str, concurrency: int, samples: list[Sample]) -> Result:
+    def of(
+        cls, system: str, concurrency: int, samples: list[Sample], *, streamed: bool = True
+    ) -> Result:
         wall = max(s.end for s in samples) - min(s.start for s in samples)
         tokens = sum(s.tokens for s in samples)
         ttft = [1000 * (s.first - s.start) for s in samples]
@@ -113,8 +121,8 @@ class Result:
             requests_per_s=len(samples) / wall,
             ttft_p50_ms=percentile(ttft, 50),
             ttft_p99_ms=percentile(ttft, 99),
-            itl_p50_ms=percentile(itl, 50),
-            itl_p99_ms=percentile(itl, 99),
+            itl_p50_ms=percentile(itl, 50) if streamed else None,
+            itl_p99_ms=percentile(itl, 99) if streamed else None,
             samples=samples,
         )
 
@@ -238,7 +246,7 @@ async def drive(
                 samples.append(await send(session, url, prompt_for(index), max_tokens))
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
-    return Result.of(system, concurrency, samples)
+    return Result.of(system, concurrency, samples, streamed=stream)
 
 
 # -- the naive server (a reference, not kaito) ---------------------------------------------------
@@ -420,28 +428,24 @@ async def _benchmark(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for concurrency in args.concurrency:
             count = requests_for(concurrency, args.requests)
-            best: dict[str, Result] = {}
-            for attempt in range(args.repeat):
-                # Interleaved, so that load from elsewhere on the machine hits all systems alike;
-                # the naive server runs once: a faster naive run only makes its target harder.
-                systems = ("limit", "naive", "kaito") if attempt == 0 else ("limit", "kaito")
-                for system in systems:
-                    if system == "limit":
-                        result = run_limit(model_dir, concurrency, count, args.max_tokens)
-                    else:
-                        url = servers.urls[system]
-                        result = await drive(
-                            system,
-                            url,
-                            concurrency,
-                            count,
-                            args.max_tokens,
-                            stream=system == "kaito",
-                        )
-                    runs.append(result)
-                    if system not in best or result.tokens_per_s > best[system].tokens_per_s:
-                        best[system] = result
-            level = [best["limit"], best["naive"], best["kaito"]]
+            # The naive server runs once (it is far behind either way); limit and kaito run
+            # back to back, so that load from elsewhere on the machine hits a pair alike.
+            naive = await drive(
+                "naive", servers.urls["naive"], concurrency, count, args.max_tokens, stream=False
+            )
+            runs.append(naive)
+            pairs: list[tuple[Result, Result]] = []
+            for _ in range(args.repeat):
+                limit = run_limit(model_dir, concurrency, count, args.max_tokens)
+                kaito = await drive(
+                    "kaito", servers.urls["kaito"], concurrency, count, args.max_tokens, stream=True
+                )
+                runs += [limit, kaito]
+                pairs.append((limit, kaito))
+            # the pair with the median kaito / limit ratio stands for the level
+            pairs.sort(key=lambda pair: pair[1].tokens_per_s / pair[0].tokens_per_s)
+            limit, kaito = pairs[len(pairs) // 2]
+            level = [limit, naive, kaito]
             results += level
             print(format_table(level, header=len(results) == 3), flush=True)
     finally:
@@ -506,10 +510,11 @@ def format_table(results: Sequence[Result], *, header: bool = True) -> str:
             )
         )
     for r in results:
+        itl = (r.itl_p50_ms, r.itl_p99_ms)
         lines.append(
             f"{r.system:<7}{r.concurrency:>6}{r.requests:>6}{r.tokens_per_s:>10.0f}"
             f"{r.requests_per_s:>8.2f}{r.ttft_p50_ms:>10.1f}{r.ttft_p99_ms:>10.1f}"
-            f"{r.itl_p50_ms:>9.2f}{r.itl_p99_ms:>9.2f}"
+            + "".join(f"{v:>9.2f}" if v is not None else f"{'-':>9}" for v in itl)
         )
     return "\n".join(lines)
 
@@ -540,7 +545,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument(
-        "--repeat", type=int, default=2, help="runs of limit and kaito per level; the best counts"
+        "--repeat", type=int, default=3, help="limit and kaito runs per level (the median counts)"
     )
     parser.add_argument("--cache-dir", help="where the generated model is kept")
     parser.add_argument("--in-process", action="store_true", help="servers in this process")

@@ -12,6 +12,7 @@ Metric names start with `kaito_hf_`; counters end in `_total`, durations are in 
 from __future__ import annotations
 
 import abc
+import bisect
 import math
 import threading
 from collections.abc import Iterable, Sequence
@@ -30,10 +31,8 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _format_labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+def _format_labels(names: Sequence[str], values: Sequence[str]) -> str:
     parts = [f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
@@ -85,10 +84,6 @@ class Counter(_Metric):
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
 
-    def value(self, **labels: str) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
     def samples(self) -> list[str]:
         return [
             f"{self.name}{_format_labels(self.labels, key)} {_format_number(value)}"
@@ -108,10 +103,6 @@ class Gauge(_Metric):
     def set(self, value: float) -> None:
         with self._lock:
             self._value = value
-
-    def value(self) -> float:
-        with self._lock:
-            return self._value
 
     def samples(self) -> list[str]:
         return [f"{self.name} {_format_number(self._value)}"]
@@ -141,22 +132,7 @@ class Histogram(_Metric):
 
     def _observe(self, value: float) -> None:
         self._sum += value
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self._counts[i] += 1
-                return
-        self._counts[-1] += 1
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return sum(self._counts)
-
-    def count_above(self, bound: float) -> int:
-        """Observations greater than `bound` (which must be one of the bucket bounds)."""
-        with self._lock:
-            index = self.bounds.index(bound)
-            return sum(self._counts[index + 1 :])
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
 
     def samples(self) -> list[str]:
         lines = []

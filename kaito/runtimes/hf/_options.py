@@ -104,7 +104,9 @@ _OPTIONS: tuple[_Option, ...] = (
         "directory of LoRA adapters, one sub-directory each (missing or empty: no adapters)",
         metavar="DIR",
     ),
-    _Option("config", str, "inference config YAML; its 'transformers' section sets options"),
+    _Option(
+        "config", str, "inference config YAML whose 'transformers' section sets options (optional)"
+    ),
     _Option("max_batch_size", _positive_int, "most requests generating at the same time"),
     _Option(
         "max_queue",
@@ -119,9 +121,11 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option(
         "served_model_name",
         _text,
-        "model name in the API (default: the model directory's name or the Hugging Face id)",
+        "model name in the API (default: the model directory's name, or the Hugging Face id)",
     ),
-    _Option("chat_template", str, "file with a Jinja chat template replacing the tokenizer's"),
+    _Option(
+        "chat_template", str, "file with a Jinja chat template to use instead of the tokenizer's"
+    ),
     _Option("log_level", str, "logging level", choices=LOG_LEVELS),
 )
 _BY_NAME = {option.name: option for option in _OPTIONS}
@@ -191,14 +195,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     for option in _OPTIONS:
         default = getattr(defaults, option.name)
-        shown = "required" if option.name == "model" else f"default: {default}"
+        if option.name == "model":
+            shown = "required; "
+        elif default is not None:
+            shown = f"default: {default}; "
+        else:
+            shown = ""
         parser.add_argument(
             option.flag,
             dest=option.name,
             type=str,
             choices=option.choices,
             metavar=option.metavar or (None if option.choices else option.name.upper()),
-            help=f"{option.help} [{shown}; env {option.env}]",
+            help=f"{option.help} [{shown}env {option.env}]",
         )
     return parser
 

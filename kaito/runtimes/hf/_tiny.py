@@ -9,10 +9,13 @@ markers as special tokens, the preset's chat template, and eos / pad ids the ser
 
 So the generator builds one: a config of the preset's `model_type` shrunk to a few hundred
 thousand parameters, weights drawn from a fixed seed (the same seed gives the same files), and a
-tokenizer trained with `tokenizers` on a few KB of English bundled with kaito. It takes about a
-second once torch is imported. `ensure_tiny_model` keeps the result in a cache directory (built in
-a temporary directory, then renamed into place, so a half-written model is never seen), keyed
-by a fingerprint of everything that shapes the files.
+tokenizer trained with `tokenizers` on a few KB of English bundled with kaito. Image-text
+presets (Gemma 3, Ministral 3) keep their `...ForConditionalGeneration` class with a one-layer
+vision tower, since the server loads and serves them for text. Making a model takes a fraction
+of a second once transformers is imported (a cold process spends a few seconds importing it).
+`ensure_tiny_model` keeps the result in a cache directory (built in a temporary directory, then
+renamed into place, so a half-written model is never seen), keyed by a fingerprint of
+everything that shapes the files.
 
 torch, transformers and tokenizers are imported inside the functions: importing this module
 (and `kaito.runtimes.hf`) stays cheap without them.

@@ -8,18 +8,16 @@ cancels its handler.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from hf_helpers import Server
+from hf_helpers import Server, StartServer
 
 from kaito.presets import builtin_presets
 from kaito.runtimes.hf import ServerOptions, create_app, ensure_tiny_model, wait_until_loaded
-
-StartServer = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture(scope="session")

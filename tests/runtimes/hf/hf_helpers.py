@@ -8,7 +8,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +125,7 @@ def reference_greedy(model_dir: Path, prompt: str, max_new_tokens: int, **kwargs
 def reference_tokens(model_dir: Path, text: str) -> list[int]:
     _, tokenizer = _reference_model(str(model_dir))
     return list(tokenizer(text).input_ids)
+
+
+StartServer = Callable[..., Awaitable[Server]]
+"""The `start_server` fixture: starts a server, keyword arguments override `ServerOptions`."""

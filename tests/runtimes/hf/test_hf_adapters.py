@@ -13,8 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import StartServer
-from hf_helpers import Server, reference_greedy
+from hf_helpers import Server, StartServer, reference_greedy
 
 from kaito.runtimes.hf import STRENGTH_FILE, STRENGTHS_ENV
 from kaito.runtimes.hf._adapters import AdapterError, discover_adapters

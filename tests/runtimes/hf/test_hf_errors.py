@@ -12,8 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import StartServer
-from hf_helpers import Server
+from hf_helpers import Server, StartServer
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

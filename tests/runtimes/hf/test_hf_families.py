@@ -13,8 +13,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import StartServer
-from hf_helpers import reference_greedy
+from hf_helpers import StartServer, reference_greedy
 
 from kaito.presets import builtin_presets
 from kaito.runtimes.hf import ensure_tiny_model

@@ -12,8 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import StartServer
-from hf_helpers import Server, reference_greedy, reference_greedy_ids, reference_tokens, sse_events
+from hf_helpers import (
+    Server,
+    StartServer,
+    reference_greedy,
+    reference_greedy_ids,
+    reference_tokens,
+    sse_events,
+)
 
 from kaito.runtimes.hf import ServerOptions
 from kaito.runtimes.hf._model import load_model
