@@ -279,8 +279,13 @@ def _sku(skus: SkuCatalog, name: str) -> GpuSku:
 
 
 def _preset_dict(p: Preset) -> dict[str, Any]:
+    # Generated presets say so first: their text is meaningless, whatever the numbers suggest.
+    generated = (
+        {"description": p.description, "generatedFrom": p.generated_from} if p.generated else {}
+    )
     return {
         "name": p.name,
+        **generated,
         "huggingFaceId": p.hf_id,
         "family": p.family,
         "modelType": p.model_type,

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from kaito._version import __version__
-from kaito.cli import _catalog, _emulator, _operator
+from kaito.cli import _catalog, _emulator, _local, _operator
 from kaito.cli._common import CliError
 from kaito.plugins import PluginError, default_registry
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     _catalog.register(sub)
     _operator.register(sub)
     _emulator.register(sub)
+    _local.register(sub)
     return parser
 
 

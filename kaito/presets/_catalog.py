@@ -186,6 +186,8 @@ _PRESET_KEYS: dict[str, str] = {
     "distributed": "supports_distributed",
     "disk_gib": "disk_gib",
     "chat_template": "chat_template_name",
+    "generated_from": "generated_from",
+    "description": "description",
 }
 _PRESET_REQUIRED = (
     "name", "hf_id", "family", "model_type", "architecture", "parameters", "weights", "dtype",

@@ -146,6 +146,17 @@ class Preset:
     """The pinned Hugging Face revision (a commit), when there is one."""
     chat_template_name: str | None = attrs.field(default=None, validator=_optional_text)
     """The name of the packaged template `chat_template` came from, if any."""
+    generated_from: str | None = attrs.field(default=None, validator=_optional_text)
+    """For a preset whose weights kaito generates (random, so the text is meaningless): the
+    preset whose architecture, tokenizer markers and chat template the generated model copies.
+    Such a preset has no Hugging Face id; the local mode makes its model on first use."""
+    description: str | None = attrs.field(default=None, validator=_optional_text)
+    """A sentence for people choosing a preset (shown by `kaito presets show`)."""
+
+    @property
+    def generated(self) -> bool:
+        """Whether kaito generates this preset's weights instead of downloading them."""
+        return self.generated_from is not None
 
     def __attrs_post_init__(self) -> None:
         if self.kv_heads > self.attention_heads or self.attention_heads % self.kv_heads:

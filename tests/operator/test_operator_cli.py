@@ -192,13 +192,13 @@ async def test_operator_run_fails_fast_on_a_missing_plugin(kubeconfig: Path) -> 
         "--kubeconfig",
         str(kubeconfig),
         "--provisioner",
-        "aws",
+        "karpentr",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
-    assert "no provisioner named 'aws' is installed; install it with: pip install 'kaito[aws]'" in (
-        err.decode()
-    )
+    message = err.decode()
+    assert "no provisioner named 'karpentr' is installed" in message
+    assert "did you mean 'karpenter'?" in message

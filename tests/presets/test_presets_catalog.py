@@ -131,9 +131,11 @@ REQUIRED_PRESETS = [
 
 def test_builtin_catalog_covers_the_upstream_families() -> None:
     catalog = builtin_presets()
-    assert catalog.names() == sorted(REQUIRED_PRESETS)
+    # The generated tiny presets (the local mode's, tested in tests/local) come on top.
+    upstream = [n for n in catalog.names() if not catalog[n].generated]
+    assert upstream == sorted(REQUIRED_PRESETS)
     assert list(catalog) == catalog.names()
-    assert len(catalog) == len(REQUIRED_PRESETS)
+    assert len(upstream) == len(REQUIRED_PRESETS)
 
 
 def test_builtin_catalog_is_loaded_once() -> None:
@@ -253,6 +255,8 @@ def test_tuning_and_distributed_flags_follow_upstream() -> None:
 def test_every_builtin_preset_is_consistent() -> None:
     templates = builtin_chat_templates()
     for preset in builtin_presets().values():
+        if preset.generated:
+            continue  # no checkpoint to describe; tests/local checks the generated models
         assert preset.hf_id is not None, preset.name
         assert "/" in preset.hf_id, preset.name
         assert preset.chat_template_name is not None, preset.name
