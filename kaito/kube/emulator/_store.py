@@ -1068,9 +1068,14 @@ class Store:
             )
         if isinstance(patch, str | bytes):
             try:
-                patch = yaml.safe_load(patch)
-            except yaml.YAMLError as err:
-                raise errs.bad_request(f"error decoding YAML: {err}") from None
+                # Clients send JSON, which is YAML too: json reads a StatefulSet in ~20 us,
+                # PyYAML's pure-Python safe_load in ~20 ms.
+                patch = json.loads(patch)
+            except ValueError:
+                try:
+                    patch = yaml.safe_load(patch)
+                except yaml.YAMLError as err:
+                    raise errs.bad_request(f"error decoding YAML: {err}") from None
         if not isinstance(patch, dict):
             raise errs.bad_request("error decoding YAML: the apply configuration must be an object")
         self._check_type(res, version, patch)
