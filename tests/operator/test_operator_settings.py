@@ -119,11 +119,11 @@ def test_the_cli_reports_bad_settings(
 def test_an_unknown_provisioner_is_the_registrys_error(
     capsys: pytest.CaptureFixture[str], tmp_path: object
 ) -> None:
-    code = main(["operator", "run", "--provisioner", "aks", "--kubeconfig", "/nonexistent"])
+    code = main(["operator", "run", "--provisioner", "karpentr", "--kubeconfig", "/nonexistent"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "no provisioner named 'aks' is installed" in err
-    assert "pip install 'kaito[aks]'" in err
+    assert "no provisioner named 'karpentr' is installed" in err
+    assert "did you mean 'karpenter'?" in err
 
 
 def test_a_missing_kubeconfig_is_a_clear_error(
