@@ -268,6 +268,7 @@ def test_a_restarted_job_resumes_from_its_last_checkpoint(
         run_tuning(options(tmp_path, model_cache, config), metrics=crashing)
     assert (tmp_path / "out" / "checkpoints" / "checkpoint-2").is_dir()
     assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+    caplog.clear()  # only the resumed run's progress lines count below
     with caplog.at_level(logging.INFO, logger="kaito"):
         outcome = run_tuning(options(tmp_path, model_cache, config))
     assert outcome.training.resumed_from is not None
