@@ -58,7 +58,8 @@ def cluster_role_rules(provisioner: str = "karpenter") -> list[Rule]:
         _rule("", ["services", "configmaps"], [*_READ, *_APPLY_AND_DELETE]),
         # Watched to wake workspaces (and listed for their status).
         _rule("", ["pods", "nodes"], _WATCH),
-        _rule("batch", ["jobs"], _WATCH),
+        # A tuning workspace's Job: created once, then read and watched; removed on deletion.
+        _rule("batch", ["jobs"], [*_READ, *_APPLY_AND_DELETE]),
         _rule("karpenter.sh", ["nodeclaims"], _WATCH),
         # One Event per condition transition (always a new Event, never patched).
         _rule("", ["events"], ["create"]),

@@ -102,3 +102,12 @@ def dns_label(prefix: str, name: str) -> str:
         return cleaned
     digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
     return f"{cleaned[:54].rstrip('-')}-{digest}"
+
+
+def tuning_job_name(workspace: Workspace) -> str:
+    return f"{name_of(workspace)}-tuning"
+
+
+def tuning_config_map_name(workspace: Workspace) -> str:
+    """kaito's default tuning ConfigMap, for tuning workspaces whose `tuning.config` is empty."""
+    return f"{name_of(workspace)}-tuning-config"

@@ -12,7 +12,8 @@ wrapped in what the runtime must not decide:
 - GPUs: `nvidia.com/gpu` requests and limits of `plan.gpus_per_node` on the serving container,
   a toleration of the GPU taint, and required node affinity to the workspace's ready nodes;
 - the inference config ConfigMap at `/mnt/config`, and the adapters at `/mnt/adapter/<name>`,
-  filled by one init container per image adapter (copying the image's `/data`) or mounted from
+  filled by one init container per image adapter (`python -m kaito.oci pull` in the serving
+  image, with the adapter's pull secrets mounted under `/mnt/adapter-secrets`) or mounted from
   the adapter's volume, with their strengths in `KAITO_ADAPTER_STRENGTHS`;
 - the model hub token from `presetOptions.modelAccessSecret` as `HF_TOKEN`;
 - for a model split over several nodes, the pod's index as `KAITO_NODE_RANK` (the leader is 0)
@@ -97,10 +98,13 @@ transformers:
 TEMPLATE_DISK_GIB = 100
 """Node disk for workspaces with a custom pod template (no preset tells its size)."""
 
-ADAPTER_SOURCE_DIR = "/data"
-"""Where an adapter image keeps the adapter's files."""
+ADAPTER_SECRETS_DIR = "/mnt/adapter-secrets"
+"""Where the pull secrets of image adapters are mounted, one directory per secret."""
 
-_GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
+DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
+"""The key of a `kubernetes.io/dockerconfigjson` Secret."""
+
+GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
     {"key": GPU_TAINT_KEY, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"},
     # GPU node pools of the clouds taint their nodes with the GPU resource name instead.
     {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
@@ -129,7 +133,7 @@ def owner_reference(workspace: Workspace) -> dict[str, Any]:
     }
 
 
-def _metadata(
+def metadata_of(
     workspace: Workspace, name: str, annotations: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
@@ -143,7 +147,7 @@ def _metadata(
     return meta
 
 
-def _labels(workspace: Workspace) -> dict[str, str]:
+def labels_of(workspace: Workspace) -> dict[str, str]:
     return workspace_labels(namespace_of(workspace), name_of(workspace))
 
 
@@ -288,7 +292,7 @@ def desired_config_map(workspace: Workspace) -> RawObject:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(workspace, default_config_map_name(workspace)),
+        "metadata": metadata_of(workspace, default_config_map_name(workspace)),
         "data": default_config_data(),
     }
 
@@ -317,13 +321,13 @@ def desired_service(
         if workload is not None
         else (("http", SERVICE_PORT, INFERENCE_PORT),)
     )
-    selector = _labels(workspace)
+    selector = labels_of(workspace)
     if is_multi_node(plan):
         selector[POD_INDEX_LABEL] = "0"
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(workspace, service_name(workspace)),
+        "metadata": metadata_of(workspace, service_name(workspace)),
         "spec": {
             "type": service_type(workspace),
             "selector": selector,
@@ -348,11 +352,11 @@ def desired_headless_service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(workspace, headless_service_name(workspace)),
+        "metadata": metadata_of(workspace, headless_service_name(workspace)),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": _labels(workspace),
+            "selector": labels_of(workspace),
             "ports": ports,
         },
     }
@@ -408,7 +412,7 @@ def desired_statefulset(
     spec: dict[str, Any] = {
         "replicas": replicas,
         "podManagementPolicy": "Parallel",
-        "selector": {"matchLabels": _labels(workspace)},
+        "selector": {"matchLabels": labels_of(workspace)},
         "template": template,
     }
     if multi:
@@ -416,7 +420,7 @@ def desired_statefulset(
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(
+        "metadata": metadata_of(
             workspace, statefulset_name(workspace), {REVISION_ANNOTATION: revision}
         ),
         "spec": spec,
@@ -432,7 +436,7 @@ def _template_pod(workspace: Workspace, template: Mapping[str, Any]) -> dict[str
     metadata = pod.get("metadata")
     metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
     labels = dict(metadata.get("labels") or {})
-    labels.update(_labels(workspace))
+    labels.update(labels_of(workspace))
     metadata["labels"] = labels
     pod["metadata"] = metadata
     return pod
@@ -450,10 +454,10 @@ def _preset_pod(
     containers = [copy.deepcopy(dict(c)) for c in workload.containers]
     init_containers = [copy.deepcopy(dict(c)) for c in workload.init_containers]
     adapters = _adapters(workspace)
-    adapter_inits, adapter_volumes, pull_secrets = _adapter_parts(adapters)
-
     main = containers[0]
-    _set_gpus(main, plan.gpus_per_node)
+    adapter_inits, adapter_volumes = _adapter_parts(adapters, str(main.get("image", "")))
+
+    set_gpus(main, plan.gpus_per_node)
     _merge_env(main, _kaito_env(workspace, adapters, is_multi_node(plan)))
     _ensure_mount(main, CONFIG_VOLUME, CONFIG_DIR, read_only=True)
     if adapters:
@@ -466,12 +470,11 @@ def _preset_pod(
     all_containers = adapter_inits + init_containers + containers
     volumes = _volumes(workspace, all_containers, adapter_volumes, runtime_name)
     options = _preset_options(workspace)
-    if options is not None:
-        pull_secrets = list(options.image_pull_secrets or []) + pull_secrets
+    pull_secrets = list(options.image_pull_secrets or []) if options is not None else []
 
     spec: dict[str, Any] = {
-        "affinity": _node_affinity(workspace, nodes),
-        "tolerations": [dict(t) for t in _GPU_TOLERATIONS],
+        "affinity": node_affinity(workspace, nodes),
+        "tolerations": [dict(t) for t in GPU_TOLERATIONS],
         "containers": containers,
     }
     if adapter_inits or init_containers:
@@ -481,10 +484,10 @@ def _preset_pod(
     unique_secrets = list(dict.fromkeys(pull_secrets))
     if unique_secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in unique_secrets]
-    return {"metadata": {"labels": _labels(workspace)}, "spec": spec}
+    return {"metadata": {"labels": labels_of(workspace)}, "spec": spec}
 
 
-def _set_gpus(container: dict[str, Any], gpus: int) -> None:
+def set_gpus(container: dict[str, Any], gpus: int) -> None:
     resources = dict(container.get("resources") or {})
     for section in ("requests", "limits"):
         values = dict(resources.get(section) or {})
@@ -543,36 +546,48 @@ def _ensure_mount(
 
 
 def _adapter_parts(
-    adapters: Sequence[AdapterSpec],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Init containers for image adapters, volumes for volume adapters, pull secrets."""
+    adapters: Sequence[AdapterSpec], image: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Init containers for image adapters, and volumes for volume adapters and for the pull
+    secrets of image adapters.
+
+    An image adapter is pulled by `python -m kaito.oci pull` in the serving image (which
+    contains kaito), not run as a container image: adapters are OCI artifacts that need not be
+    runnable, and this way the kubelet never pulls them. Its pull secrets are mounted as docker
+    config files and handed to the puller.
+    """
     inits: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
-    secrets: list[str] = []
     for adapter in adapters:
         name = _adapter_name(adapter)
         source = adapter.source
         assert source is not None  # _adapter_name checked it
         target = f"{ADAPTERS_DIR}/{name}"
         if source.image:
+            command = ["python", "-m", "kaito.oci", "pull", source.image, target]
+            mounts: list[dict[str, Any]] = [{"name": ADAPTERS_VOLUME, "mountPath": ADAPTERS_DIR}]
+            for secret in dict.fromkeys(source.image_pull_secrets or []):
+                volume = dns_label("adapter-secret", secret)
+                directory = f"{ADAPTER_SECRETS_DIR}/{secret}"
+                mounts.append({"name": volume, "mountPath": directory, "readOnly": True})
+                if not any(v["name"] == volume for v in volumes):
+                    volumes.append({"name": volume, "secret": {"secretName": secret}})
+                if len(command) == 6:
+                    # The puller takes one docker config: the first secret's.
+                    command += ["--auth-file", f"{directory}/{DOCKERCONFIGJSON_KEY}"]
             inits.append(
                 {
                     "name": dns_label("adapter", name),
-                    "image": source.image,
-                    "command": [
-                        "/bin/sh",
-                        "-c",
-                        f"mkdir -p '{target}' && cp -r '{ADAPTER_SOURCE_DIR}/.' '{target}/'",
-                    ],
-                    "volumeMounts": [{"name": ADAPTERS_VOLUME, "mountPath": ADAPTERS_DIR}],
+                    "image": image,
+                    "command": command,
+                    "volumeMounts": mounts,
                 }
             )
-            secrets.extend(source.image_pull_secrets or [])
         elif source.volume_source is not None:
-            volume = {"name": dns_label("adapter", name)}
-            volume.update(copy.deepcopy(source.volume_source))
-            volumes.append(volume)
-    return inits, volumes, secrets
+            volume_spec = {"name": dns_label("adapter", name)}
+            volume_spec.update(copy.deepcopy(source.volume_source))
+            volumes.append(volume_spec)
+    return inits, volumes
 
 
 def _volumes(
@@ -604,7 +619,7 @@ def _volumes(
     return [copy.deepcopy(provided[n]) for n in wanted]
 
 
-def _node_affinity(workspace: Workspace, nodes: Sequence[str]) -> dict[str, Any]:
+def node_affinity(workspace: Workspace, nodes: Sequence[str]) -> dict[str, Any]:
     expressions: list[dict[str, Any]] = [
         {"key": HOSTNAME_LABEL, "operator": "In", "values": list(nodes)}
     ]

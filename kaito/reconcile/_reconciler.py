@@ -20,8 +20,11 @@ releases the nodes, called again on later passes until it answers True, then the
 goes. Each step finds its work from the cluster, so a crash anywhere and a re-run reach the same
 end.
 
-Tuning workspaces get their node; running the tuning Job is not part of this version, and the
-workspace says so (JobStarted False, reason TuningUnavailable) instead of pretending to wait.
+Tuning workspaces get their node the same way; once it is ready, the tuning config ConfigMap
+(kaito's default unless `tuning.config` names one) and the Job `<ws>-tuning` are created. The
+Job is created once and then only read (its pod template is immutable, and a finished Job must
+not run again): JobStarted and WorkspaceSucceeded follow its status, and state ends Succeeded
+or Failed. Deletion removes the Job (its pods go with it) before the nodes are released.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from kaito.api import (
 )
 from kaito.kube import (
     CONFIG_MAP,
+    JOB,
     POD,
     SERVICE,
     STATEFUL_SET,
@@ -58,7 +62,14 @@ from kaito.kube import (
 from kaito.plugins import PluginError, Registry, default_registry
 from kaito.presets import GpuSku, Plan, PlanError, PlanOptions, Preset, builtin_skus, plan
 from kaito.provisioners import NodeDescriber, NodeRequest, Provisioner, ProvisionStatus
-from kaito.reconcile._apply import ForeignObject, apply, get_or_none, remove, with_spec_hash
+from kaito.reconcile._apply import (
+    ForeignObject,
+    apply,
+    controlled_by,
+    get_or_none,
+    remove,
+    with_spec_hash,
+)
 from kaito.reconcile._constants import (
     ACCEPTED_SPEC_ANNOTATION,
     FIELD_MANAGER,
@@ -68,6 +79,8 @@ from kaito.reconcile._constants import (
     headless_service_name,
     service_name,
     statefulset_name,
+    tuning_config_map_name,
+    tuning_job_name,
     workspace_labels,
 )
 from kaito.reconcile._desired import (
@@ -97,7 +110,6 @@ from kaito.reconcile._status import (
     REASON_PROVISIONING,
     REASON_PROVISIONING_FAILED,
     REASON_RESOURCES_READY,
-    REASON_TUNING_UNAVAILABLE,
     REASON_UNSUPPORTED_RUNTIME,
     REASON_WAITING_FOR_NODES,
     Cond,
@@ -106,6 +118,14 @@ from kaito.reconcile._status import (
     state_for,
     transitions,
     workspace_ready,
+)
+from kaito.reconcile._tuning import (
+    TUNING_CONFIG_KEY,
+    desired_tuning_config_map,
+    desired_tuning_job,
+    tuning_conditions,
+    tuning_config_key,
+    tuning_image,
 )
 from kaito.runtimes import RUNTIME_ANNOTATION, InferenceWorkload, Runtime, RuntimeContext
 
@@ -121,7 +141,8 @@ NAME_CONFLICT_REQUEUE = 30.0
 """Seconds between checks while a foreign object holds a name kaito needs (it is not labelled
 for the workspace, so its removal raises no watch event)."""
 
-TUNING_UNAVAILABLE_MESSAGE = "this kaito version does not run tuning jobs yet"
+TUNING_RUNTIME = "hf"
+"""The runtime whose image runs tuning jobs: it contains kaito and the training stack."""
 
 
 class _Stop(Exception):
@@ -307,20 +328,22 @@ class WorkspaceReconciler:
         target = decision.request.count
 
         if workspace.tuning is not None:
-            failed = status.failed
-            if status.ready:
-                conditions.append(
-                    Cond(
-                        JOB_STARTED,
-                        "False",
-                        REASON_TUNING_UNAVAILABLE,
-                        TUNING_UNAVAILABLE_MESSAGE,
-                        warning=True,
-                    )
-                )
-                failed = True
+            try:
+                tuning, job_failed = await self._tune(workspace, decision, status)
+            except _Stop as stop:
+                raise _Stop(
+                    [*conditions, *stop.conditions],
+                    terminal=stop.terminal,
+                    requeue_after=stop.requeue_after,
+                ) from None
+            conditions.extend(tuning)
             await self._write_status(
-                raw, workspace, conditions, failed=failed, worker_nodes=worker_nodes, target=target
+                raw,
+                workspace,
+                conditions,
+                failed=status.failed or job_failed,
+                worker_nodes=worker_nodes,
+                target=target,
             )
             return Result(requeue_after=None if status.ready else status.requeue_after)
 
@@ -559,6 +582,13 @@ class WorkspaceReconciler:
                 f"preset {preset.name} cannot be served by runtime {name!r}; it supports "
                 f"{', '.join(preset.runtimes)} (annotation {RUNTIME_ANNOTATION})"
             )
+        runtime = self._runtime_named(name, INFERENCE_READY)
+        if not runtime.supports(preset):
+            raise unsupported(f"runtime {name!r} does not support preset {preset.name}")
+        return runtime
+
+    def _runtime_named(self, name: str, condition_type: str) -> Runtime:
+        """The runtime plugin `name`, built once; unavailable is a terminal `condition_type`."""
         runtime = self._runtimes.get(name)
         if runtime is None:
             try:
@@ -566,10 +596,12 @@ class WorkspaceReconciler:
                 options = self.settings.runtime_options.get(name, {})
                 runtime = factory(RuntimeContext(options=options))
             except (PluginError, ValueError) as exc:
-                raise unsupported(f"runtime {name!r} is not available: {exc}") from None
+                message = f"runtime {name!r} is not available: {exc}"
+                raise _Stop(
+                    [Cond(condition_type, "False", REASON_UNSUPPORTED_RUNTIME, message, True)],
+                    terminal=True,
+                ) from None
             self._runtimes[name] = runtime
-        if not runtime.supports(preset):
-            raise unsupported(f"runtime {name!r} does not support preset {preset.name}")
         return runtime
 
     # -- the workload -------------------------------------------------------------------------
@@ -663,6 +695,99 @@ class WorkspaceReconciler:
         revision = str(statefulset["metadata"]["annotations"][REVISION_ANNOTATION])
         pods = await self._pods(workspace)
         return inference_condition(live_statefulset, pods, revision=revision)
+
+    async def _tune(
+        self, workspace: Workspace, decision: _Decision, status: ProvisionStatus
+    ) -> tuple[list[Cond], bool]:
+        """The tuning ConfigMap and Job: created once the nodes are ready, then only read.
+        Returns JobStarted and WorkspaceSucceeded, and whether the Job failed."""
+        namespace = workspace.metadata.namespace or "default"
+        uid = workspace.metadata.uid or ""
+        tuning = workspace.tuning
+        assert tuning is not None
+
+        def conflict(exc: ForeignObject) -> _Stop:
+            return _Stop(
+                [Cond(JOB_STARTED, "False", REASON_NAME_CONFLICT, str(exc), warning=True)],
+                terminal=False,
+                requeue_after=NAME_CONFLICT_REQUEUE,
+            )
+
+        job = await get_or_none(self.client, JOB, tuning_job_name(workspace), namespace)
+        if job is not None and not controlled_by(job, uid):
+            raise conflict(ForeignObject(JOB, namespace, tuning_job_name(workspace)))
+        try:
+            if not tuning.config:
+                desired_map = with_spec_hash(desired_tuning_config_map(workspace))
+                live_map = await get_or_none(
+                    self.client, CONFIG_MAP, tuning_config_map_name(workspace), namespace
+                )
+                await apply(self.client, CONFIG_MAP, desired_map, live_map, owner_uid=uid)
+            if job is None:
+                if not status.ready:
+                    detail = (
+                        status.message or status.reason or "the provisioner reports no progress"
+                    )
+                    return [
+                        Cond(
+                            JOB_STARTED,
+                            "False",
+                            REASON_WAITING_FOR_NODES,
+                            f"the tuning Job starts once the nodes are ready ({detail})",
+                        )
+                    ], False
+                assert decision.preset is not None
+                assert decision.plan is not None
+                config_key = await self._tuning_config_key(workspace)
+                runtime = self._runtime_named(TUNING_RUNTIME, JOB_STARTED)
+                desired_job = with_spec_hash(
+                    desired_tuning_job(
+                        workspace,
+                        nodes=status.nodes,
+                        preset=decision.preset,
+                        plan=decision.plan,
+                        image=tuning_image(workspace, runtime.default_image(decision.preset)),
+                        config_key=config_key,
+                    )
+                )
+                job = await apply(self.client, JOB, desired_job, None, owner_uid=uid)
+        except ForeignObject as exc:
+            raise conflict(exc) from None
+        return tuning_conditions(job, await self._pods(workspace))
+
+    async def _tuning_config_key(self, workspace: Workspace) -> str:
+        """The file the tuning program reads from the config ConfigMap; the user's ConfigMap
+        must exist and hold one YAML file (or `training_config.yaml`)."""
+        tuning = workspace.tuning
+        assert tuning is not None
+        if not tuning.config:
+            return TUNING_CONFIG_KEY
+        namespace = workspace.metadata.namespace or "default"
+        found = await get_or_none(self.client, CONFIG_MAP, tuning.config, namespace)
+        key = None
+        if found is not None:
+            key = tuning_config_key({str(k): str(v) for k, v in (found.get("data") or {}).items()})
+        if key is None:
+            problem = (
+                "does not exist"
+                if found is None
+                else f"has no {TUNING_CONFIG_KEY} and not exactly one other YAML file"
+            )
+            raise _Stop(
+                [
+                    Cond(
+                        JOB_STARTED,
+                        "False",
+                        REASON_CONFIG_NOT_FOUND,
+                        f"the tuning config ConfigMap {tuning.config} named in tuning.config "
+                        f"{problem} in namespace {namespace}",
+                        warning=True,
+                    )
+                ],
+                terminal=False,
+                requeue_after=self.settings.missing_config_requeue_seconds,
+            )
+        return key
 
     async def _config_data(self, workspace: Workspace) -> dict[str, str]:
         inference = workspace.inference
@@ -763,6 +888,8 @@ class WorkspaceReconciler:
         uid = workspace.metadata.uid or ""
         children_gone = True
         for kind, name in (
+            (JOB, tuning_job_name(workspace)),
+            (CONFIG_MAP, tuning_config_map_name(workspace)),
             (STATEFUL_SET, statefulset_name(workspace)),
             (SERVICE, service_name(workspace)),
             (SERVICE, headless_service_name(workspace)),

@@ -51,7 +51,10 @@ REASON_POD_FAILED = "PodFailed"
 REASON_CONFIG_NOT_FOUND = "ConfigMapNotFound"
 REASON_NAME_CONFLICT = "NameConflict"
 REASON_WORKSPACE_READY = "WorkspaceReady"
-REASON_TUNING_UNAVAILABLE = "TuningUnavailable"
+REASON_JOB_PENDING = "JobPending"
+REASON_JOB_STARTED = "JobStarted"
+REASON_JOB_RUNNING = "TuningRunning"
+REASON_TUNING_SUCCEEDED = "TuningSucceeded"
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -140,11 +143,19 @@ def workspace_ready(conditions: Sequence[Cond], *, success_message: str) -> Cond
 
 def state_for(conditions: Sequence[Cond], *, failed: bool) -> WorkspaceState:
     """The one-word `status.state`: Failed for what waiting will not fix (an invalid spec, a
-    plan that does not fit, nodes that cannot be had), Ready when WorkspaceReady is True,
-    NotReady when the workload has a problem the user must act on, else Pending."""
+    plan that does not fit, nodes that cannot be had, a tuning Job that failed); for tuning,
+    Succeeded once WorkspaceSucceeded is True and Running while the Job runs; Ready when
+    WorkspaceReady is True, NotReady when the workload has a problem the user must act on,
+    else Pending."""
     if failed:
         return WorkspaceState.FAILED
     by_type = {c.type: c for c in conditions}
+    succeeded = by_type.get(ConditionType.WORKSPACE_SUCCEEDED.value)
+    if succeeded is not None and succeeded.ok:
+        return WorkspaceState.SUCCEEDED
+    started = by_type.get(ConditionType.JOB_STARTED.value)
+    if started is not None and started.ok and not any(c.warning for c in conditions):
+        return WorkspaceState.RUNNING
     ready = by_type.get(ConditionType.WORKSPACE_READY.value)
     if ready is not None and ready.ok:
         return WorkspaceState.READY

@@ -215,13 +215,26 @@ async def test_the_rbac_covers_exactly_what_a_workspace_lifecycle_uses(
         reconciler,
         settings(leader_election=True, lease_name="kaito-workspace-controller"),
     )
+    tuning = workspace("tune")
+    del tuning["inference"]
+    tuning["tuning"] = {
+        "preset": {"name": "phi-3-mini-4k-instruct"},
+        "method": "lora",
+        "input": {"urls": ["https://data.example/train.jsonl"]},
+        "output": {"image": "registry.example/adapter:1", "imagePushSecret": "push"},
+    }
     emu.requests.reset()
-    emu.store.seed([workspace("phi")])
+    emu.store.seed([workspace("phi"), tuning])
     async with running(operator):
         await wait_until(
             lambda: emu.store.get("statefulsets", "default", "phi") is not None,
             within=10,
             what="the workload",
+        )
+        await wait_until(
+            lambda: emu.store.get("jobs", "default", "tune-tuning") is not None,
+            within=10,
+            what="the tuning Job",
         )
         await wait_until(
             lambda: bool((emu.store.get("workspaces", "default", "phi") or {}).get("status")),
@@ -231,10 +244,14 @@ async def test_the_rbac_covers_exactly_what_a_workspace_lifecycle_uses(
         assert ws is not None
         assert FINALIZER in ws["metadata"]["finalizers"]
         emu.store.delete("workspaces", "default", "phi")
+        emu.store.delete("workspaces", "default", "tune")
         await wait_until(
-            lambda: emu.store.get("workspaces", "default", "phi") is None,
+            lambda: (
+                emu.store.get("workspaces", "default", "phi") is None
+                and emu.store.get("workspaces", "default", "tune") is None
+            ),
             within=10,
-            what="the finalizer to be removed",
+            what="the finalizers to be removed",
         )
 
     used = {(e.verb, e.group, e.resource) for e in emu.requests.entries}
@@ -247,4 +264,5 @@ async def test_the_rbac_covers_exactly_what_a_workspace_lifecycle_uses(
     # The run did go through the interesting paths.
     assert ("create", "", "events") in used
     assert ("delete", "apps", "statefulsets") in used
+    assert ("delete", "batch", "jobs") in used
     assert ("update", "coordination.k8s.io", "leases") in used

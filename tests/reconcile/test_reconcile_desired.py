@@ -216,13 +216,32 @@ def test_adapters_get_init_containers_volumes_and_strengths() -> None:
     pod = sts["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert init["name"] == "adapter-adapter-one-" + init["name"].rsplit("-", 1)[1]
-    assert init["image"] == "registry.example/adapters/one:1"
-    assert init["command"][-1] == (
-        "mkdir -p '/mnt/adapter/adapter.one' && cp -r '/data/.' '/mnt/adapter/adapter.one/'"
-    )
-    assert init["volumeMounts"] == [{"name": "adapters", "mountPath": "/mnt/adapter"}]
-    assert pod["imagePullSecrets"] == [{"name": "adapter-pull"}]
+    # The serving image (it contains kaito) pulls the adapter artifact; the kubelet never does.
+    assert init["image"] == containers(sts)[0]["image"]
+    assert init["command"] == [
+        "python",
+        "-m",
+        "kaito.oci",
+        "pull",
+        "registry.example/adapters/one:1",
+        "/mnt/adapter/adapter.one",
+        "--auth-file",
+        "/mnt/adapter-secrets/adapter-pull/.dockerconfigjson",
+    ]
+    assert init["volumeMounts"] == [
+        {"name": "adapters", "mountPath": "/mnt/adapter"},
+        {
+            "name": "adapter-secret-adapter-pull",
+            "mountPath": "/mnt/adapter-secrets/adapter-pull",
+            "readOnly": True,
+        },
+    ]
+    assert "imagePullSecrets" not in pod
     volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["adapter-secret-adapter-pull"] == {
+        "name": "adapter-secret-adapter-pull",
+        "secret": {"secretName": "adapter-pull"},
+    }
     assert volumes["adapters"] == {"name": "adapters", "emptyDir": {}}
     assert volumes["adapter-two"] == {
         "name": "adapter-two",

@@ -12,6 +12,7 @@ EXPECTED = {
     "REVISION_ANNOTATION",
     "SERVICE_TYPE_ANNOTATION",
     "SPEC_HASH_ANNOTATION",
+    "TUNING_CONFIG_KEY",
     "Reconciler",
     "ReconcilerSettings",
     "Result",
@@ -21,6 +22,8 @@ EXPECTED = {
     "desired_headless_service",
     "desired_service",
     "desired_statefulset",
+    "desired_tuning_config_map",
+    "desired_tuning_job",
     "inference_request",
     "node_request",
 }

@@ -361,7 +361,9 @@ async def test_an_adapter_change_rolls_out_and_status_names_the_live_revision(
     assert inference["message"].startswith(f"revision {new} is live")
     (pod,) = (await client.list(POD, namespace=NS, label_selector=WS_LABELS)).items
     assert pod["metadata"]["annotations"][REVISION_ANNOTATION] == new
-    assert [c["image"] for c in pod["spec"]["initContainers"]] == ["registry.example/tone:1"]
+    (init,) = pod["spec"]["initContainers"]
+    assert init["image"] == pod["spec"]["containers"][0]["image"]
+    assert init["command"][-2:] == ["registry.example/tone:1", "/mnt/adapter/tone"]
 
 
 async def test_a_model_over_two_nodes_becomes_ready(

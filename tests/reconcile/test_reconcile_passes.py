@@ -20,6 +20,7 @@ from reconcile_helpers import (
     FakeClock,
     ReconcilerFactory,
     condition,
+    containers,
     inference_doc,
     seed,
 )
@@ -177,7 +178,8 @@ async def test_changing_adapters_rolls_the_statefulset(
     assert old_rev != new_rev
     assert after["spec"]["template"]["metadata"]["annotations"][REVISION_ANNOTATION] == new_rev
     (init,) = after["spec"]["template"]["spec"]["initContainers"]
-    assert init["image"] == "registry.example/tone:1"
+    assert init["image"] == containers(after)[0]["image"]
+    assert init["command"][3:] == ["pull", "registry.example/tone:1", "/mnt/adapter/tone"]
     ws = await _ws(client)
     inference = condition(ws, "InferenceReady")
     assert inference is not None
@@ -436,23 +438,6 @@ async def test_a_name_taken_by_someone_else_is_not_overwritten(
     await client.delete(WORKSPACE, "ws-phi", namespace=NS)
     await make_reconciler().reconcile("default/ws-phi")
     assert await client.get(SERVICE, "ws-phi", namespace=NS), "deletion leaves it alone too"
-
-
-async def test_a_tuning_workspace_gets_its_node_and_says_tuning_is_unavailable(
-    client: KubeClient, make_reconciler: ReconcilerFactory
-) -> None:
-    doc = seed("phi-3-tuning.yaml")
-    await _create(client, doc)
-    await make_reconciler().reconcile("default/workspace-phi-3-mini")
-    ws = await _ws(client, "workspace-phi-3-mini")
-    assert condition(ws, "NodesReady")["status"] == "True"  # type: ignore[index]
-    job = condition(ws, "JobStarted")
-    assert job is not None
-    assert (job["status"], job["reason"]) == ("False", "TuningUnavailable")
-    assert job["message"] == "this kaito version does not run tuning jobs yet"
-    assert condition(ws, "InferenceReady") is None
-    assert condition(ws, "WorkspaceReady")["reason"] == "TuningUnavailable"  # type: ignore[index]
-    assert ws["status"]["state"] == "Failed"
 
 
 async def test_events_can_be_turned_off(
