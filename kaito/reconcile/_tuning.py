@@ -42,7 +42,9 @@ from kaito.reconcile._status import (
     pod_problem,
 )
 from kaito.runtimes import CONFIG_DIR, CONFIG_VOLUME, INFERENCE_PORT
-from kaito.tuning import Method, default_config_text
+
+# The defaults module, not the facade: the facade also reaches the trainer (torch, peft).
+from kaito.tuning._config import Method, default_config_text
 
 TUNING_CONFIG_KEY = "training_config.yaml"
 """The key of the tuning config file in kaito's default tuning ConfigMap."""
