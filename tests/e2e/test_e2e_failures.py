@@ -171,10 +171,15 @@ async def test_each_failure_shows_its_condition_reason_and_message(make_env: Mak
     assert await _has_event(env, "ws-pull", "ImagePullFailed", "Warning")
 
     # The node is Ready but tainted: the pod fits nowhere; the scheduler's message says why.
+    # Wait for WorkspaceReady too: while the taint lands, the NodeClaim may briefly report
+    # not Ready, and WorkspaceReady names the first condition that is not True.
     ws = await env.wait_for(
         "ws-taint",
-        is_condition("InferenceReady", "False", "PodUnschedulable"),
-        what="InferenceReady False PodUnschedulable",
+        lambda w: (
+            is_condition("InferenceReady", "False", "PodUnschedulable")(w)
+            and is_condition("WorkspaceReady", "False", "PodUnschedulable")(w)
+        ),
+        what="InferenceReady and WorkspaceReady False PodUnschedulable",
     )
     inference = _cond(ws, "InferenceReady")
     assert inference["message"].startswith("pod ws-taint-0 cannot be scheduled: 0/")
