@@ -104,6 +104,18 @@ def selector_string(selector: Selector) -> str:
     return ",".join(f"{key}={value}" for key, value in selector.items())
 
 
+def _selector_query(
+    label_selector: Selector | None, field_selector: Selector | None
+) -> list[tuple[str, str]]:
+    """The query parameters of a list or watch that filters by labels and fields."""
+    query: list[tuple[str, str]] = []
+    if label_selector is not None:
+        query.append(("labelSelector", selector_string(label_selector)))
+    if field_selector is not None:
+        query.append(("fieldSelector", selector_string(field_selector)))
+    return query
+
+
 def _resource(kind: ResourceKind, subresource: str | None = None) -> str:
     return f"{kind.resource_name}/{subresource}" if subresource else kind.resource_name
 
@@ -313,11 +325,7 @@ class KubeClient(Client):
         limit: int | None = None,
         continue_token: str | None = None,
     ) -> ObjectList:
-        query: builtins.list[tuple[str, str]] = []
-        if label_selector is not None:
-            query.append(("labelSelector", selector_string(label_selector)))
-        if field_selector is not None:
-            query.append(("fieldSelector", selector_string(field_selector)))
+        query = _selector_query(label_selector, field_selector)
         if limit is not None:
             query.append(("limit", str(limit)))
         if continue_token is not None:
@@ -508,13 +516,9 @@ class KubeClient(Client):
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        query: builtins.list[tuple[str, str]] = [("watch", "true")]
+        query = [("watch", "true"), *_selector_query(label_selector, field_selector)]
         if resource_version is not None:
             query.append(("resourceVersion", resource_version))
-        if label_selector is not None:
-            query.append(("labelSelector", selector_string(label_selector)))
-        if field_selector is not None:
-            query.append(("fieldSelector", selector_string(field_selector)))
         if timeout_seconds is not None:
             query.append(("timeoutSeconds", str(timeout_seconds)))
         if allow_bookmarks:
