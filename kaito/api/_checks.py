@@ -151,8 +151,10 @@ def check_rfc3339(value: str) -> str | None:
     return None
 
 
-def check_data_url(value: str) -> str | None:
-    """An http(s) URL that does not target this node, the private network or a metadata service."""
+def check_data_url(value: str, *, allow_private: bool = False) -> str | None:
+    """An http(s) URL that does not target this node, the private network or a metadata service.
+    `allow_private` lets it target this machine and private networks (the local mode, where the
+    node is the user's own machine); metadata services and link-local addresses stay refused."""
     try:
         parts = urlsplit(value)
         port = parts.port  # raises for an out-of-range or non-numeric port
@@ -166,13 +168,15 @@ def check_data_url(value: str) -> str | None:
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
         return f"{value!r} has no host; expected e.g. 'https://host/path/data.parquet'"
-    if host == "localhost" or host.endswith(".localhost"):
+    if (host == "localhost" or host.endswith(".localhost")) and not allow_private:
         return f"{value!r} must not target localhost; use a publicly reachable host"
     if host in METADATA_HOSTNAMES:
         return f"{value!r} must not target a cloud metadata service; use a publicly reachable host"
     address = _literal_address(host)
     if address is not None:
         problem = _non_public_reason(address)
+        if allow_private and problem in _PRIVATE_REASONS:
+            problem = None
         if problem:
             return f"{value!r} must not target {problem}; use a publicly reachable host"
     return None
@@ -190,6 +194,9 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         except OSError:
             return None
     return None
+
+
+_PRIVATE_REASONS = frozenset({"a loopback address", "a private or reserved address"})
 
 
 def _non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:

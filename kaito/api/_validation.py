@@ -80,13 +80,18 @@ def validate_create(
     presets: PresetCatalog | None = None,
     skus: SkuCatalog | None = None,
     auto_provisioning: bool = True,
+    private_data_urls: bool = False,
 ) -> list[FieldError]:
     """Every problem with a workspace that is about to be created (empty list: valid).
 
     `auto_provisioning=False` is bring-your-own-nodes mode (upstream's
     disableNodeAutoProvisioning feature gate): `resource.instanceType` must then be empty.
+    `private_data_urls=True` accepts tuning data URLs on loopback and private addresses (the
+    local mode: the machine that downloads is the user's own).
     """
-    checker = _Checker(_catalog(presets, skus), auto_provisioning, old=None)
+    checker = _Checker(
+        _catalog(presets, skus), auto_provisioning, old=None, private_data_urls=private_data_urls
+    )
     checker.workspace(ws)
     return checker.errors
 
@@ -98,10 +103,13 @@ def validate_update(
     presets: PresetCatalog | None = None,
     skus: SkuCatalog | None = None,
     auto_provisioning: bool = True,
+    private_data_urls: bool = False,
 ) -> list[FieldError]:
     """Every problem with replacing `old` by `new`: all create checks on `new`, plus the
     fields that may not change after creation."""
-    checker = _Checker(_catalog(presets, skus), auto_provisioning, old=old)
+    checker = _Checker(
+        _catalog(presets, skus), auto_provisioning, old=old, private_data_urls=private_data_urls
+    )
     checker.workspace(new)
     checker.immutability(old, new)
     return checker.errors
@@ -156,9 +164,12 @@ class _Checker:
         catalogs: tuple[PresetCatalog, SkuCatalog],
         auto_provisioning: bool,
         old: Workspace | None,
+        *,
+        private_data_urls: bool = False,
     ) -> None:
         self.presets, self.skus = catalogs
         self.auto_provisioning = auto_provisioning
+        self.private_data_urls = private_data_urls
         self.old = old
         self.errors: list[FieldError] = []
 
@@ -448,7 +459,10 @@ class _Checker:
                 f"at most {MAX_DATA_URLS} URLs are supported, got {len(source.urls or [])}",
             )
         for index, url in enumerate(source.urls or []):
-            self.add(f"{path}.urls[{index}]", check_data_url(url))
+            self.add(
+                f"{path}.urls[{index}]",
+                check_data_url(url, allow_private=self.private_data_urls),
+            )
         if source.name is not None:
             self.add(f"{path}.name", check_dns1123_subdomain(source.name))
         self.image_and_pull_secrets(path, source)

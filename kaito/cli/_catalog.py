@@ -17,7 +17,7 @@ from kaito.api import (
     workspace_crd,
 )
 from kaito.cli import _operator
-from kaito.cli._common import CliError, gib, load_document, print_json, print_table
+from kaito.cli._common import CliError, gib, load_documents, print_json, print_table
 from kaito.plugins import Registry
 from kaito.presets import (
     GpuSku,
@@ -108,9 +108,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- validate --------------------------------------------------------------------------------
 
 
+COMPANION_KINDS = frozenset({("v1", "ConfigMap"), ("v1", "Secret")})
+"""Objects a workspace file may carry besides the workspace (what `kaito up` creates first)."""
+
+
+def _workspace_document(path: str) -> dict[str, Any]:
+    """The file's one document, or its one Workspace when the others are ConfigMaps and
+    Secrets (a file written for `kaito up`)."""
+    docs = load_documents(path)
+    if len(docs) == 1:
+        return docs[0]
+    workspaces = [d for d in docs if d.get("kind") == "Workspace"]
+    others = [d for d in docs if d.get("kind") != "Workspace"]
+    if len(workspaces) == 1 and all(
+        (d.get("apiVersion"), d.get("kind")) in COMPANION_KINDS for d in others
+    ):
+        return workspaces[0]
+    raise CliError(
+        f"{path}: the file holds {len(docs)} YAML documents; give one workspace per file "
+        "(with only the ConfigMaps and Secrets it refers to beside it)"
+    )
+
+
 def _load_workspace(path: str) -> Workspace:
     try:
-        return Workspace.from_dict(load_document(path))
+        return Workspace.from_dict(_workspace_document(path))
     except WorkspaceInvalid as exc:
         raise _InvalidFile(exc.errors) from None
 

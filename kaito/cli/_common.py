@@ -19,11 +19,12 @@ class CliError(Exception):
         self.code = code
 
 
-def load_document(path: str) -> dict[str, Any]:
-    """Read one YAML document (a mapping) from `path`, or `-` for standard input.
+def load_documents(path: str) -> list[dict[str, Any]]:
+    """Read every YAML document (each a mapping) from `path`, or `-` for standard input.
 
-    Missing files, malformed YAML, empty files and files with several documents are `CliError`s
-    that name the file and, for syntax errors, the line and column.
+    Missing files, malformed YAML, empty files and documents that are not mappings are
+    `CliError`s that name the file and, for syntax errors, the line and column (for a document
+    that is not a mapping, its number).
     """
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -43,16 +44,13 @@ def load_document(path: str) -> dict[str, Any]:
         raise CliError(f"{path}: malformed YAML: {exc}") from None
     if not docs:
         raise CliError(f"{path}: the file holds no YAML document")
-    if len(docs) > 1:
-        raise CliError(
-            f"{path}: the file holds {len(docs)} YAML documents; give one workspace per file"
-        )
-    doc = docs[0]
-    if not isinstance(doc, dict):
-        raise CliError(
-            f"{path}: expected a mapping (a Kubernetes object), got {type(doc).__name__}"
-        )
-    return doc
+    for number, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            where = f" (document {number})" if len(docs) > 1 else ""
+            raise CliError(
+                f"{path}{where}: expected a mapping (a Kubernetes object), got {type(doc).__name__}"
+            )
+    return docs
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kaito.cli._common import CliError, load_document, print_table
+from kaito.cli._common import CliError, load_documents, print_table
 from kaito.plugins import Registry
 
 DEFAULT_TIMEOUT = 900.0
@@ -31,9 +31,11 @@ Serve a workspace on this machine: kaito's API server, the operator and a local 
 this process, the workload's containers run as processes, and the workspace's Service gets a
 port on 127.0.0.1. This machine is the node (its GPUs if it has any, else its CPU and memory);
 resource.instanceType is ignored and the model is sized for this machine. Prints each condition
-change, then the endpoint, a curl line and the kubeconfig for kubectl. Ctrl-C (or `kaito down`)
-stops everything. Tiny presets (tiny-phi-3-random, ...) work offline; real presets download
-their model from the Hugging Face hub."""
+change, then the endpoint, a curl line and the kubeconfig for kubectl. A tuning workspace runs
+its tuning Job here and reports where the adapter went. Secrets and ConfigMaps the workspace
+needs (a push or pull secret, a tuning config) may follow it in the same file. Ctrl-C (or
+`kaito down`) stops everything. Tiny presets (tiny-phi-3-random, ...) work offline; real
+presets download their model from the Hugging Face hub."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +44,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve a workspace on this machine (local mode)",
         description=_UP_DESCRIPTION,
     )
-    up.add_argument("-f", "--file", required=True, help="the workspace YAML (or - for stdin)")
+    up.add_argument(
+        "-f",
+        "--file",
+        required=True,
+        help="the workspace YAML (or - for stdin); further documents in it (v1 ConfigMaps and "
+        "Secrets the workspace refers to) are created first",
+    )
     up.add_argument(
         "--port", type=int, default=0, help="the endpoint's port on 127.0.0.1 (default: a free one)"
     )
@@ -50,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--detach",
         "-d",
         action="store_true",
-        help="run in the background; return once the workspace is ready",
+        help="run in the background; return once the workspace is ready (a tuning one: done)",
     )
     up.add_argument(
         "--timeout",
@@ -78,7 +86,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser("get", help="list local workspaces (kubectl get style)")
     get.add_argument("resource", choices=["workspaces", "workspace", "ws"])
     get.add_argument("name", nargs="?", help="only this workspace")
-    get.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    get.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "json"],
+        default="table",
+        help="wide adds the tuning columns (JOBSTARTED, WORKSPACESUCCEEDED) and STATE",
+    )
     get.set_defaults(func=_get)
 
     chat = sub.add_parser("chat", help="send a prompt to a local workspace")
@@ -101,11 +115,11 @@ def _fail(exc: Exception) -> CliError:
 
 
 def _up(args: argparse.Namespace, registry: Registry) -> int:
-    from kaito.local import LocalModeError, LocalSettings, prepare_workspace, session_dir
+    from kaito.local import LocalModeError, LocalSettings, prepare_documents, session_dir
 
-    document = load_document(args.file)
+    documents = load_documents(args.file)
     try:
-        workspace = prepare_workspace(document, registry)
+        workspace = prepare_documents(documents, registry)
     except LocalModeError as exc:
         raise _fail(exc) from None
     settings = LocalSettings(port=args.port, gpus="none" if args.cpu else "auto")
@@ -269,12 +283,19 @@ def _get(args: argparse.Namespace, registry: Registry) -> int:
                 _condition(ws, "ResourceReady"),
                 _condition(ws, "InferenceReady"),
                 _condition(ws, "WorkspaceReady"),
-                age(str(meta.get("creationTimestamp", ""))),
             ]
         )
-    print_table(
-        ["name", "instance", "resourceready", "inferenceready", "workspaceready", "age"], rows
-    )
+        if args.output == "wide":
+            rows[-1] += [
+                _condition(ws, "JobStarted"),
+                _condition(ws, "WorkspaceSucceeded"),
+                (ws.get("status") or {}).get("state") or "",
+            ]
+        rows[-1].append(age(str(meta.get("creationTimestamp", ""))))
+    headers = ["name", "instance", "resourceready", "inferenceready", "workspaceready"]
+    if args.output == "wide":
+        headers += ["jobstarted", "workspacesucceeded", "state"]
+    print_table([*headers, "age"], rows)
     return 0
 
 

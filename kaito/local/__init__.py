@@ -46,6 +46,7 @@ from kaito.local._workspace import (
     IGNORED_INSTANCE_TYPE_ANNOTATION,
     LocalModeError,
     LocalWorkspace,
+    prepare_documents,
     prepare_workspace,
 )
 
@@ -81,6 +82,7 @@ __all__ = [
     "local_root",
     "model_sources",
     "node_matches",
+    "prepare_documents",
     "prepare_workspace",
     "process_start_time",
     "read_state",

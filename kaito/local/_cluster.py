@@ -32,7 +32,15 @@ from typing import Any, Self
 import attrs
 
 from kaito.api import workspace_crd
-from kaito.kube import NAMESPACE, WORKSPACE, AlreadyExists, KubeClient
+from kaito.kube import (
+    CONFIG_MAP,
+    NAMESPACE,
+    SECRET,
+    WORKSPACE,
+    AlreadyExists,
+    KubeClient,
+    KubeError,
+)
 from kaito.kube.emulated import EmulatedCluster
 from kaito.kube.simulators import SimulatorConfig
 from kaito.local._forwarder import ServiceForwarder, bind_listener
@@ -216,6 +224,7 @@ class LocalCluster:
             "default_runtime": ws.runtime,
             "auto_provisioning": False,
             "model_sources": sources,
+            "private_data_urls": True,
         }
         reconciler = WorkspaceReconciler(
             client,
@@ -239,6 +248,15 @@ class LocalCluster:
         )
         with contextlib.suppress(AlreadyExists):  # `default` exists; any other is made here
             await client.create(NAMESPACE, {"metadata": {"name": ws.namespace}})
+        for obj in ws.objects:  # what the workspace refers to goes first, as on a cluster
+            kind = SECRET if obj.get("kind") == "Secret" else CONFIG_MAP
+            name = (obj.get("metadata") or {}).get("name")
+            try:
+                await client.create(kind, dict(obj), namespace=ws.namespace)
+            except AlreadyExists:
+                pass
+            except KubeError as exc:
+                raise LocalModeError(f"cannot create {obj.get('kind')} {name}: {exc}") from None
         with contextlib.suppress(AlreadyExists):  # a restart of this run: it is there
             await client.create(WORKSPACE, ws.document)
         self.save()

@@ -279,6 +279,22 @@ def mount_map(container: Mapping[str, Any], volumes: Mapping[str, Path]) -> dict
     return mounts
 
 
+def nested_links(mounts: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(link, target) for each mount that lies inside another one (a volume adapter at
+    `/mnt/adapter/NAME` inside the adapters directory `/mnt/adapter`): in a container the inner
+    volume shows up in the outer one's listing; here a symbolic link at `link` (in the outer
+    volume's host directory) to the inner one's host directory does that."""
+    links: list[tuple[str, str]] = []
+    for inner in sorted(mounts):
+        outers = [o for o in mounts if o != inner and inner.startswith(o.rstrip("/") + "/")]
+        if not outers:
+            continue
+        outer = max(outers, key=len)
+        relative = inner[len(outer.rstrip("/")) + 1 :]
+        links.append((str(Path(mounts[outer]) / relative), mounts[inner]))
+    return links
+
+
 def rewrite_paths(text: str, mounts: Mapping[str, str]) -> str:
     """`text` with every mount path that appears as a path replaced by its host path."""
     for mount in sorted(mounts, key=len, reverse=True):

@@ -55,7 +55,9 @@ from kaito.local._containers import (
     RefKind,
     container_ports,
     local_process,
+    mount_map,
     needs_image_files,
+    nested_links,
     volume_files,
 )
 from kaito.local._paths import PODS_DIR
@@ -71,6 +73,8 @@ _log = logging.getLogger("kaito.local.kubelet")
 FIELD_MANAGER = "kaito-local-kubelet"
 LOG_FILE = "pod.log"
 PUBLISH_ATTEMPTS = 3
+TERMINATION_LINES = 80
+TERMINATION_BYTES = 2048
 DEFAULT_ADAPTERS_VOLUME = "kaito-adapters"
 """The host directory that stands for the adapters directory when the pod mounts nothing
 there (a workspace without adapters): the server finds it, empty."""
@@ -192,6 +196,8 @@ class _Container:
     restarts: int = 0
     process: asyncio.subprocess.Process | None = None
     process_start: str | None = None
+    log_offset: int = 0
+    """Where this run's output starts in the pod's log file."""
 
     @property
     def name(self) -> str:
@@ -390,6 +396,9 @@ class _PodWorker:
         volumes = self._volumes(refs)
         adapters = self.directory / "volumes" / DEFAULT_ADAPTERS_VOLUME
         adapters.mkdir(parents=True, exist_ok=True)
+        mounts = {ADAPTERS_DIR: str(adapters), **mount_map(container.spec, volumes)}
+        for link, target in nested_links(mounts):
+            _link(Path(link), Path(target))
         return local_process(
             self.pod,
             container.spec,
@@ -427,6 +436,7 @@ class _PodWorker:
             )
             log.write(header.encode())
             log.flush()
+            container.log_offset = log.tell()
             process = await asyncio.create_subprocess_exec(
                 *plan.argv,
                 env=dict(plan.env),
@@ -462,7 +472,7 @@ class _PodWorker:
             await self.publish()
             code = await process.wait()
             self._reap(process)
-            terminated = _terminated(code, started)
+            terminated = self._terminated(container, code, started)
             if code == 0:
                 container.state = terminated
                 container.ready = True
@@ -506,7 +516,7 @@ class _PodWorker:
             self._reap(process)
             if self.stopping:
                 return
-            terminated = _terminated(code, started)
+            terminated = self._terminated(container, code, started)
             container.ready = False
             policy = self.restart_policy
             if policy == "Never" or (policy == "OnFailure" and code == 0):
@@ -524,6 +534,18 @@ class _PodWorker:
             container.state = _crash_waiting(delay, container.name, self.name)
             await self.publish()
             await asyncio.sleep(delay)
+
+    def _terminated(self, container: _Container, code: int, started: str) -> dict[str, Any]:
+        """The terminated state; with terminationMessagePolicy FallbackToLogsOnError, a failed
+        container's message is the tail of what it wrote (as a kubelet does, at most
+        `TERMINATION_LINES` lines and `TERMINATION_BYTES` bytes). The containers of a pod share
+        one log file here, so a tail can hold a sibling's lines."""
+        state = _terminated(code, started)
+        if code != 0 and container.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            message = log_tail(self.log_path, container.log_offset)
+            if message:
+                state["terminated"]["message"] = message
+        return state
 
     def _reap(self, process: asyncio.subprocess.Process) -> None:
         # The main process is gone; whatever it started in its group goes with it.
@@ -635,6 +657,23 @@ def _terminated(code: int, started: str) -> dict[str, Any]:
             "finishedAt": _now(),
         }
     }
+
+
+def log_tail(path: Path, offset: int = 0) -> str:
+    """The end of `path` from `offset` on: its last `TERMINATION_LINES` lines, cut to the last
+    `TERMINATION_BYTES` bytes (a kubelet's limits for a message taken from the log)."""
+    try:
+        with path.open("rb") as log:
+            size = log.seek(0, 2)
+            start = max(offset, size - TERMINATION_BYTES)
+            log.seek(start)
+            data = log.read()
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", "replace").splitlines()
+    if start > offset and len(lines) > 1:
+        lines = lines[1:]  # the first line was cut in the middle
+    return "\n".join(lines[-TERMINATION_LINES:]).strip()
 
 
 def _crash_waiting(delay: float, container: str, pod: str) -> dict[str, Any]:
@@ -923,6 +962,20 @@ class LocalKubelet:
                 return ok
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+
+def _link(link: Path, target: Path) -> None:
+    """A symbolic link `link` -> `target`, replacing a stale link; an existing file or
+    directory at `link` is left as it is (the outer volume has its own entry there)."""
+    if link.is_symlink():
+        if link.resolve() == target.resolve():
+            return
+        link.unlink()
+    elif link.exists():
+        _log.warning("cannot show %s at %s: something is there already", target, link)
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
 
 
 def _node_ready(node: Mapping[str, Any]) -> bool:

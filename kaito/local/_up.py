@@ -3,8 +3,11 @@
 What the user sees is the workspace's own story: one line per condition change, as the
 reconciler writes them (ResourceReady, NodesReady, InferenceReady, WorkspaceReady, with reason
 and message), then, once WorkspaceReady is True, the endpoint, a curl line to paste, and how to
-point kubectl at the local API server. The same function runs in the detached process of
-`kaito up --detach`, whose output goes to a log file the waiting parent echoes.
+point kubectl at the local API server. A tuning workspace reports JobStarted and
+WorkspaceSucceeded instead, and once its Job has completed, where the adapter went; the run
+stays up (so `kaito get` and kubectl show the result) until stopped. The same function runs
+in the detached process of `kaito up --detach`, whose output goes to a log file the waiting
+parent echoes.
 
 `serve` returns when `stop` is set (Ctrl-C, SIGTERM from `kaito down`); everything it started
 has stopped by then and the state file is gone.
@@ -50,6 +53,28 @@ def endpoint_lines(name: str, url: str, kubeconfig: Path | str) -> list[str]:
         f"workspace {name} is ready: {url}",
         f"  {curl_line(url)}",
         f'  kaito chat {name} "{EXAMPLE_PROMPT}"',
+        f"  KUBECONFIG={kubeconfig} kubectl get workspaces",
+        f"  kaito logs {name}        kaito down {name}",
+    ]
+
+
+def tuning_lines(name: str, output: str | None, kubeconfig: Path | str) -> list[str]:
+    """What `kaito up` prints once a tuning workspace's Job has completed; `output` is the
+    output image or directory (`LocalWorkspace.output`)."""
+    if output is None:
+        where = "the adapter is in the workspace's tuning.output volume"
+    elif output.startswith("/"):
+        where = (
+            f"the adapter is in {output}; serve it with an inference workspace whose "
+            f"inference.adapters lists source.volumeSource.hostPath.path: {output}"
+        )
+    else:
+        where = (
+            f"the adapter is in {output}; serve it with an inference workspace whose "
+            f"inference.adapters lists source.image: {output}"
+        )
+    return [
+        f"workspace {name} finished tuning: {where}",
         f"  KUBECONFIG={kubeconfig} kubectl get workspaces",
         f"  kaito logs {name}        kaito down {name}",
     ]
@@ -170,10 +195,16 @@ async def serve(
         await cluster.start()
         write(f"this machine: {cluster.machine.instance_type} ({cluster.machine.summary()})")
         write(f"API server: {cluster.api_url}  (kubeconfig: {cluster.kubeconfig})")
-        write(f"endpoint (once ready): {cluster.url}")
+        if not workspace.tuning:
+            write(f"endpoint (once ready): {cluster.url}")
 
         def ready(name: str) -> None:
             if name != workspace.name:
+                return
+            if workspace.tuning:
+                for line in tuning_lines(name, workspace.output, cluster.kubeconfig):
+                    write(line)
+                cluster.set_phase("ready", f"workspace {name} finished tuning")
                 return
             for line in endpoint_lines(name, cluster.url, cluster.kubeconfig):
                 write(line)
@@ -182,7 +213,8 @@ async def serve(
         def failed(name: str, message: str) -> None:
             if name != workspace.name:
                 return
-            write(f"workspace {name} is not ready: {message}")
+            verb = "failed" if workspace.tuning else "is not ready"
+            write(f"workspace {name} {verb}: {message}")
             write(f"  details: kaito logs {name}; the operator's log: {directory / OPERATOR_LOG}")
             cluster.set_phase("failed", message)
 

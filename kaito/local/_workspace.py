@@ -8,12 +8,20 @@ reconciler runs without node auto-provisioning, and the model is sized against w
 provisioner reports this machine offers. Everything else (labelSelector, preset, adapters,
 config, template) is used as written.
 
-Tuning workspaces are refused: this version of kaito does not run tuning jobs.
+Tuning workspaces run too: the tuning Job's pod is a process here like any other (the data is
+downloaded, the adapter written to the output volume or pushed to the output image), and the
+run reports WorkspaceSucceeded when the Job completes.
+
+A workspace rarely comes alone: a push secret for the tuning output, a pull secret for an image
+adapter, a tuning config, a model-access token. On a cluster they are created before the
+workspace; the local mode's API server starts with `kaito up`, so the file given to it may hold
+them as further YAML documents (ConfigMaps and Secrets of `v1`, in the workspace's namespace),
+and they are created before the workspace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,6 +32,8 @@ from kaito.presets import Preset
 from kaito.runtimes import RUNTIME_ANNOTATION
 
 IGNORED_INSTANCE_TYPE_ANNOTATION = "kaito.sh/local-ignored-instance-type"
+COMPANION_KINDS = ("ConfigMap", "Secret")
+"""The kinds of objects `kaito up` creates next to the workspace."""
 
 
 class LocalModeError(ValueError):
@@ -42,6 +52,77 @@ class LocalWorkspace:
     runtime: str
     ignored_instance_type: str | None
     notes: tuple[str, ...]
+    objects: tuple[Mapping[str, Any], ...] = ()
+    """ConfigMaps and Secrets to create (in order) before the workspace."""
+
+    @property
+    def tuning(self) -> bool:
+        """Whether this is a tuning workspace (it succeeds, rather than serves)."""
+        return self.document.get("tuning") is not None
+
+    @property
+    def output(self) -> str | None:
+        """Where a tuning workspace's adapter goes: the output image, else the output
+        directory of this machine (a hostPath volume), else None."""
+        output = (self.document.get("tuning") or {}).get("output") or {}
+        if output.get("image"):
+            return str(output["image"])
+        host_path = (output.get("volumeSource") or {}).get("hostPath") or {}
+        return str(host_path["path"]) if host_path.get("path") else None
+
+
+def prepare_documents(
+    documents: Sequence[Mapping[str, Any]], registry: Registry, *, default_runtime: str = "hf"
+) -> LocalWorkspace:
+    """The workspace of a multi-document file with the ConfigMaps and Secrets beside it (see
+    the module docstring). Raises `LocalModeError` naming the document that is wrong."""
+    workspaces = [i for i, d in enumerate(documents) if d.get("kind") == "Workspace"]
+    if len(workspaces) != 1:
+        found = "no Workspace" if not workspaces else f"{len(workspaces)} Workspaces"
+        raise LocalModeError(f"the file must hold exactly one Workspace, it holds {found}")
+    index = workspaces[0]
+    workspace = prepare_workspace(documents[index], registry, default_runtime=default_runtime)
+    objects: list[Mapping[str, Any]] = []
+    for number, doc in enumerate(documents, 1):
+        if number - 1 == index:
+            continue
+        objects.append(_companion(doc, number, workspace.namespace))
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    for kind, name in dict.fromkeys(names):
+        if names.count((kind, name)) > 1:
+            raise LocalModeError(f"the file holds {kind} {name} more than once")
+    return attrs.evolve(workspace, objects=tuple(objects))
+
+
+def _companion(document: Mapping[str, Any], number: int, namespace: str) -> dict[str, Any]:
+    where = f"document {number}"
+    kind = document.get("kind")
+    if kind not in COMPANION_KINDS or document.get("apiVersion") != "v1":
+        raise LocalModeError(
+            f"{where}: kind {kind!r} ({document.get('apiVersion')}) cannot go with the workspace; "
+            "the file may hold one Workspace and v1 ConfigMaps and Secrets"
+        )
+    data = dict(document)
+    meta = dict(data.get("metadata") or {})
+    if not meta.get("name"):
+        raise LocalModeError(f"{where}: {kind} needs metadata.name")
+    given = meta.get("namespace")
+    if given and given != namespace:
+        raise LocalModeError(
+            f"{where}: {kind} {meta['name']} is in namespace {given}; the workspace, which "
+            f"refers to it, is in {namespace}"
+        )
+    meta["namespace"] = namespace
+    data["metadata"] = meta
+    for field in ("data", "stringData", "binaryData"):
+        value = data.get(field)
+        if value is not None and not (
+            isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
+        ):
+            raise LocalModeError(
+                f"{where}: {kind} {meta['name']}: {field} must map keys to strings"
+            )
+    return data
 
 
 def prepare_workspace(
@@ -53,11 +134,6 @@ def prepare_workspace(
         workspace = Workspace.from_dict(dict(document))
     except WorkspaceInvalid as exc:
         raise LocalModeError(_listing("the workspace is invalid", exc.errors)) from None
-    if workspace.tuning is not None:
-        raise LocalModeError(
-            "kaito up serves inference workspaces; this one is a tuning workspace, and this "
-            "version of kaito does not run tuning jobs"
-        )
     data = workspace.to_dict()
     meta = data.setdefault("metadata", {})
     if not meta.get("name"):
@@ -73,19 +149,25 @@ def prepare_workspace(
             "this machine, and the model is sized for it"
         )
     local = Workspace.from_dict(data)
-    errors = validate_create(local, presets=registry.presets, auto_provisioning=False)
+    errors = validate_create(
+        local, presets=registry.presets, auto_provisioning=False, private_data_urls=True
+    )
     if errors:
         raise LocalModeError(_listing("the workspace cannot run locally", errors))
     preset: Preset | None = None
-    inference = local.inference
-    if inference is not None and inference.preset is not None:
-        preset = registry.presets.get(inference.preset.name)
+    spec = local.inference.preset if local.inference is not None else None
+    if local.tuning is not None:
+        spec = local.tuning.preset
+    if spec is not None:
+        preset = registry.presets.get(spec.name)
     runtime = (meta.get("annotations") or {}).get(RUNTIME_ANNOTATION) or default_runtime
     if preset is not None and preset.generated:
-        notes.append(
-            f"preset {preset.name} is a tiny model with random weights: it answers, but its "
-            "text is meaningless"
+        what = (
+            "it trains and its adapter is real, but the text it learns to continue is noise"
+            if local.tuning is not None
+            else "it answers, but its text is meaningless"
         )
+        notes.append(f"preset {preset.name} is a tiny model with random weights: {what}")
     return LocalWorkspace(
         document=data,
         name=str(meta["name"]),

@@ -126,6 +126,7 @@ from kaito.reconcile._tuning import (
     tuning_conditions,
     tuning_config_key,
     tuning_image,
+    tuning_success_message,
 )
 from kaito.runtimes import RUNTIME_ANNOTATION, InferenceWorkload, Runtime, RuntimeContext
 
@@ -378,6 +379,7 @@ class WorkspaceReconciler:
         options: dict[str, Any] = {
             "presets": self.registry.presets,
             "auto_provisioning": self.settings.auto_provisioning,
+            "private_data_urls": self.settings.private_data_urls,
         }
         if old is None:
             errors = validate_create(workspace, **options)
@@ -748,6 +750,7 @@ class WorkspaceReconciler:
                         plan=decision.plan,
                         image=tuning_image(workspace, runtime.default_image(decision.preset)),
                         config_key=config_key,
+                        model_source=self.settings.model_sources.get(decision.preset.name),
                     )
                 )
                 job = await apply(self.client, JOB, desired_job, None, owner_uid=uid)
@@ -846,6 +849,8 @@ class WorkspaceReconciler:
                 (c.message for c in computed if c.type == INFERENCE_READY and c.ok),
                 "the workspace is ready",
             )
+        elif workspace.tuning is not None:
+            success = tuning_success_message(workspace)
         else:
             success = "the workspace is ready"
         computed.append(workspace_ready(computed, success_message=success))

@@ -40,6 +40,10 @@ class ReconcilerSettings:
     model_sources: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
     """Preset name -> a directory the server loads the model from instead of the preset's
     Hugging Face id (images that bake the weights in, or the local mode's generated models)."""
+    private_data_urls: bool = False
+    """Accept tuning data URLs on loopback and private addresses (the local mode, where the
+    node that downloads is the user's own machine). Off on a cluster: a URL a user writes must
+    not reach the node's own services or the cluster network."""
     release_requeue_seconds: float = attrs.field(default=5.0, validator=_positive)
     """How soon to look again while a provisioner is still releasing a deleted workspace's
     nodes and gave no hint of its own."""

@@ -25,7 +25,7 @@ from typing import Any
 from kaito.api import ConditionType, Workspace
 from kaito.kube import RawObject
 from kaito.presets import Plan, Preset
-from kaito.reconcile._constants import tuning_config_map_name, tuning_job_name
+from kaito.reconcile._constants import HF_TOKEN_ENV, tuning_config_map_name, tuning_job_name
 from kaito.reconcile._desired import (
     GPU_TOLERATIONS,
     labels_of,
@@ -81,6 +81,14 @@ def tuning_image(workspace: Workspace, default_image: str) -> str:
     return default_image
 
 
+def tuning_success_message(workspace: Workspace) -> str:
+    """WorkspaceReady's message once tuning succeeded: where the adapter is."""
+    output = workspace.tuning.output if workspace.tuning is not None else None
+    if output is not None and output.image:
+        return f"tuning finished; the adapter was pushed to {output.image}"
+    return "tuning finished; the adapter is in the tuning.output volume"
+
+
 def desired_tuning_config_map(workspace: Workspace) -> RawObject:
     """`<ws>-tuning-config`: kaito's default tuning config for the workspace's method, for
     workspaces whose `tuning.config` is empty."""
@@ -109,9 +117,11 @@ def desired_tuning_job(
     plan: Plan,
     image: str,
     config_key: str = TUNING_CONFIG_KEY,
+    model_source: str | None = None,
 ) -> RawObject:
     """The Job `<ws>-tuning`. `config_key` is the file in the config ConfigMap (the user's
-    `tuning.config`, or kaito's default)."""
+    `tuning.config`, or kaito's default); `model_source` is where the preset's weights are when
+    not at its Hugging Face id (a directory, as `ReconcilerSettings.model_sources` gives)."""
     tuning = workspace.tuning
     if tuning is None:
         raise ValueError("only tuning workspaces have a tuning Job")
@@ -124,6 +134,8 @@ def desired_tuning_job(
         "--config",
         f"{CONFIG_DIR}/{config_key}",
     ]
+    if model_source:
+        args += ["--model", model_source]
     mounts: list[dict[str, Any]] = [
         {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}
     ]
@@ -176,7 +188,19 @@ def desired_tuning_job(
         "args": args,
         "ports": [{"name": "metrics", "containerPort": INFERENCE_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
+        # The program's last log line says what went wrong; it becomes the failure message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    options = tuning.preset.preset_options if tuning.preset is not None else None
+    if options is not None and options.model_access_secret:
+        container["env"] = [
+            {
+                "name": HF_TOKEN_ENV,
+                "valueFrom": {
+                    "secretKeyRef": {"name": options.model_access_secret, "key": HF_TOKEN_ENV}
+                },
+            }
+        ]
     set_gpus(container, plan.gpus_per_node)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -185,7 +209,6 @@ def desired_tuning_job(
         "containers": [container],
         "volumes": volumes,
     }
-    options = tuning.preset.preset_options if tuning.preset is not None else None
     if options is not None and options.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in options.image_pull_secrets]
     return {
@@ -232,10 +255,32 @@ def _termination_detail(pods: Sequence[Mapping[str, Any]]) -> str:
             found = f"container {cs.get('name')} exited with code {terminated['exitCode']}"
             if terminated.get("reason"):
                 found += f" ({terminated['reason']})"
-            message = str(terminated.get("message") or "").strip()
+            message = termination_summary(str(terminated.get("message") or ""))
             if message:
                 found += f": {message}"
     return found
+
+
+ERROR_MARK = "error: "
+SUMMARY_LIMIT = 500
+
+
+def termination_summary(message: str) -> str:
+    """The line of a termination message that says what went wrong. With the policy
+    FallbackToLogsOnError the message is the tail of the log: kaito.tuning's last line is
+    `... error: WHAT`, so the last line with `error: ` gives WHAT; otherwise the last line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    chosen = lines[-1]
+    for line in reversed(lines):
+        at = line.find(ERROR_MARK)
+        if at >= 0:
+            chosen = line[at + len(ERROR_MARK) :].strip() or line
+            break
+    if len(chosen) > SUMMARY_LIMIT:
+        chosen = chosen[: SUMMARY_LIMIT - 3] + "..."
+    return chosen
 
 
 def tuning_conditions(

@@ -620,6 +620,22 @@ def test_data_urls_must_be_public_http(url: str, fragment: str, presets: PresetC
     assert fragment in errors[0].message
 
 
+PRIVATE_FRAGMENTS = ("localhost", "loopback", "private", "private or reserved")
+
+
+@pytest.mark.parametrize(("url", "fragment"), BAD_URLS, ids=[u for u, _ in BAD_URLS])
+def test_the_local_mode_accepts_loopback_and_private_data_urls_only(
+    url: str, fragment: str, presets: PresetCatalog
+) -> None:
+    document = edited(tuning_doc(), lambda d: d["tuning"]["input"].update(urls=[url]))
+    errors = validate_create(Workspace.from_dict(document), presets=presets, private_data_urls=True)
+    if fragment in PRIVATE_FRAGMENTS:
+        assert errors == []
+    else:  # metadata services, link-local, other schemes stay refused
+        assert _paths(errors) == ["tuning.input.urls[0]"]
+        assert fragment in errors[0].message
+
+
 def test_all_errors_are_collected(presets: PresetCatalog) -> None:
     document = edited(
         inference_doc(),

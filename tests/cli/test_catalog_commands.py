@@ -76,6 +76,18 @@ def test_validate_update_rejects_an_immutable_change(
     assert run(capsys, "validate", "-f", new)[0] == 0  # the same file is fine as a create
 
 
+def test_a_file_for_kaito_up_validates_its_workspace(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tuning = str(SEED.parents[2] / "examples" / "tiny-tuning-local.yaml")  # with a ConfigMap
+    code, out, err = run(capsys, "validate", "--byo", "-f", tuning)
+    assert (code, out, err) == (0, "", f"{tuning}: valid\n")
+    doubled = write(tmp_path, "two.yaml", PHI3.read_text() + "---\n" + PHI3.read_text())
+    code, _, err = run(capsys, "validate", "-f", doubled)
+    assert code == 2
+    assert "2 YAML documents; give one workspace per file" in err
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

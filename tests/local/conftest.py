@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from local_support import env_for
 
 from kaito.api import workspace_crd
 from kaito.kube.emulated import EmulatedCluster
-from kaito.local import generate_model
+from kaito.local import generate_model, list_sessions, stop_session
 from kaito.plugins import Registry
 from kaito.presets import builtin_presets
 from kaito.runtimes.hf._runtime import HuggingFaceRuntime
@@ -51,3 +52,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[EmulatedCluster]:
         [workspace_crd()], simulate=False, kubeconfig=tmp_path / "kubeconfig"
     ) as emulated:
         yield emulated
+
+
+@pytest.fixture
+def env(tmp_path: Path, model_cache: Path) -> Iterator[dict[str, str]]:
+    """The environment of the test's kaito processes; whatever they leave running (a failed
+    test, a killed `kaito up`) is stopped afterwards."""
+    yield env_for(tmp_path / "home", model_cache)
+    for state in list_sessions(tmp_path / "home"):
+        stop_session(state, timeout=10)

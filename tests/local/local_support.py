@@ -4,8 +4,12 @@ bounded waits that say what they last saw."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +17,7 @@ from typing import Any, TypeVar
 from kaito.provisioners.local import LOCAL_NODE_LABEL
 
 STUB = str(Path(__file__).with_name("stub_server.py"))
+ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
@@ -145,3 +150,34 @@ def port_is_free(port: int) -> bool:
 
 
 PYTHON = sys.executable
+
+
+def env_for(home: Path, cache: Path) -> dict[str, str]:
+    """The environment of a test's kaito processes: its own KAITO_HOME and the model cache."""
+    env = dict(os.environ)
+    env["KAITO_HOME"] = str(home)
+    env["KAITO_CACHE_DIR"] = str(cache)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def kaito(env: dict[str, str], *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m kaito ARGV` as a user would, in the project directory."""
+    return subprocess.run(
+        [sys.executable, "-m", "kaito", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def post(url: str, body: dict[str, Any]) -> Any:
+    """POST `body` as JSON; the decoded JSON answer."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)

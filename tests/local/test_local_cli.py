@@ -60,9 +60,24 @@ def test_down_without_a_run(capsys: pytest.CaptureFixture[str]) -> None:
 def test_up_refuses_what_it_cannot_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "up", "-f", str(tmp_path / "missing.yaml"))
     assert (code, err) == (2, f"kaito: error: {tmp_path / 'missing.yaml'}: no such file\n")
-    code, _, err = run(capsys, "up", "-f", str(EXAMPLES / "phi-3-tuning.yaml"))
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        (EXAMPLES / "quickstart.yaml").read_text()
+        + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"
+    )
+    code, _, err = run(capsys, "up", "-f", str(extra))
     assert code == 1
-    assert "tuning workspace" in err
+    assert err == (
+        "kaito: error: document 2: kind 'Deployment' (apps/v1) cannot go with the workspace; "
+        "the file may hold one Workspace and v1 ConfigMaps and Secrets\n"
+    )
+    listed = tmp_path / "listed.yaml"
+    listed.write_text((EXAMPLES / "quickstart.yaml").read_text() + "---\n- a list\n")
+    code, _, err = run(capsys, "up", "-f", str(listed))
+    assert code == 2
+    assert err == (
+        f"kaito: error: {listed} (document 2): expected a mapping (a Kubernetes object), got list\n"
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nmetadata: {name: w}\n"

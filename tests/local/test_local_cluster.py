@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from local_support import port_is_free, stub_workspace, wait_for
 
+from kaito.api import Workspace, validate_create
 from kaito.kube import NODE, WORKSPACE
 from kaito.local import (
     IGNORED_INSTANCE_TYPE_ANNOTATION,
@@ -26,15 +28,19 @@ from kaito.local import (
     LocalSettings,
     curl_line,
     is_running,
+    prepare_documents,
     prepare_workspace,
     read_state,
     serve,
     session_dir,
 )
+from kaito.local._up import tuning_lines
 from kaito.plugins import Registry
 from kaito.provisioners.local import Machine
 
 pytestmark = pytest.mark.timeout(30)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 MACHINE = Machine(hostname="test-host", cpus=2, memory_bytes=8 * 2**30)
 SETTINGS = LocalSettings(
@@ -87,13 +93,13 @@ def test_a_seed_workspace_is_adapted_to_this_machine(registry: Registry) -> None
             {
                 "inference": None,
                 "tuning": {
-                    "preset": {"name": "phi-3-mini-4k-instruct"},
-                    "method": "qlora",
-                    "input": {"urls": ["https://example.com/data.parquet"]},
+                    "preset": {"name": "tiny-phi-3-random"},
+                    "method": "lora",
+                    "input": {"urls": ["http://169.254.169.254/latest/data.parquet"]},
                     "output": {"image": "registry.example/out:1", "imagePushSecret": "s"},
                 },
             },
-            "tuning",
+            "link-local",
         ),
         ({"resource": "not a mapping"}, "invalid"),
     ],
@@ -109,6 +115,112 @@ def test_workspaces_the_local_mode_cannot_run(
             document[key] = value
     with pytest.raises(LocalModeError, match=message):
         prepare_workspace(document, registry)
+
+
+def tuning_document(url: str = "http://127.0.0.1:8000/chat.parquet") -> dict[str, Any]:
+    document = seed_workspace()
+    del document["inference"]
+    document["tuning"] = {
+        "preset": {"name": "tiny-phi-3-random"},
+        "method": "lora",
+        "input": {"urls": [url]},
+        "output": {"image": "127.0.0.1:5000/adapters/tiny:v1", "imagePushSecret": "push"},
+    }
+    return document
+
+
+def test_a_tuning_workspace_runs_locally_with_data_on_this_machine(registry: Registry) -> None:
+    # A cluster refuses loopback and private data URLs (they would reach the node's own
+    # services); here the machine that downloads is the user's own.
+    document = tuning_document()
+    assert any("loopback" in str(e) for e in validate_create(Workspace.from_dict(document)))
+    local = prepare_workspace(document, registry)
+    assert local.tuning
+    assert local.output == "127.0.0.1:5000/adapters/tiny:v1"
+    assert local.preset is not None
+    assert local.preset.name == "tiny-phi-3-random"
+    assert "adapter is real" in local.notes[1]
+    private = prepare_workspace(tuning_document("http://10.1.2.3/chat.parquet"), registry)
+    assert private.tuning
+
+
+@pytest.mark.parametrize(
+    ("name", "output"),
+    [
+        ("tiny-tuning-local.yaml", "/tmp/kaito-adapters/tiny-phi-3"),
+        ("tiny-adapter-local.yaml", None),
+    ],
+)
+def test_the_local_tuning_examples_run_here(
+    registry: Registry, name: str, output: str | None
+) -> None:
+    documents = list(yaml.safe_load_all((EXAMPLES / name).read_text()))
+    local = prepare_documents(documents, registry)
+    assert local.output == output
+    assert local.tuning == (output is not None)
+    assert [o["kind"] for o in local.objects] == (["ConfigMap"] if output else [])
+
+
+def test_what_kaito_up_says_about_a_finished_tuning_workspace() -> None:
+    image, directory, volume = (
+        tuning_lines("t", where, "/k")[0]
+        for where in ("127.0.0.1:5000/a:v1", "/data/adapter", None)
+    )
+    assert image.endswith("lists source.image: 127.0.0.1:5000/a:v1")
+    assert directory.endswith("lists source.volumeSource.hostPath.path: /data/adapter")
+    assert (
+        volume
+        == "workspace t finished tuning: the adapter is in the workspace's tuning.output volume"
+    )
+
+
+def secret_document(name: str = "push", **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, **extra},
+        "stringData": {".dockerconfigjson": "{}"},
+    }
+
+
+def test_secrets_and_config_maps_come_with_the_workspace(registry: Registry) -> None:
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}
+    local = prepare_documents([secret_document(), tuning_document(), config], registry)
+    assert local.name == "workspace-phi-3-mini"
+    assert [(o["kind"], o["metadata"]["name"]) for o in local.objects] == [
+        ("Secret", "push"),
+        ("ConfigMap", "c"),
+    ]
+    assert all(o["metadata"]["namespace"] == "default" for o in local.objects)
+
+
+@pytest.mark.parametrize(
+    ("documents", "message"),
+    [
+        ([secret_document()], "exactly one Workspace, it holds no Workspace"),
+        ([seed_workspace(), seed_workspace()], "it holds 2 Workspaces"),
+        (
+            [seed_workspace(), {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}}],
+            r"document 2: kind 'Deployment' \(apps/v1\) cannot go with the workspace",
+        ),
+        ([seed_workspace(), {**secret_document(), "metadata": {}}], "document 2: Secret needs"),
+        (
+            [seed_workspace(), secret_document(namespace="other")],
+            "document 2: Secret push is in namespace other; the workspace, which refers to it, "
+            "is in default",
+        ),
+        ([seed_workspace(), secret_document(), secret_document()], "Secret push more than once"),
+        (
+            [seed_workspace(), {**secret_document(), "stringData": {"k": 1}}],
+            "stringData must map keys to strings",
+        ),
+    ],
+)
+def test_what_cannot_go_with_the_workspace(
+    registry: Registry, documents: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(LocalModeError, match=message):
+        prepare_documents(documents, registry)
 
 
 def test_condition_reporter_prints_changes_once() -> None:

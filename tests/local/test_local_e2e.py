@@ -9,71 +9,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from local_support import port_is_free, stub_workspace
+from local_support import ROOT, kaito, port_is_free, post, stub_workspace
 
 from kaito.cli import main
 from kaito.local import (
     is_running,
-    list_sessions,
     read_state,
     running_sessions,
     session_dir,
-    stop_session,
 )
 from kaito.local._kubelet import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "workspace-phi-3-mini"
-
-
-def env_for(home: Path, cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["KAITO_HOME"] = str(home)
-    env["KAITO_CACHE_DIR"] = str(cache)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
-
-
-@pytest.fixture
-def env(tmp_path: Path, model_cache: Path) -> Iterator[dict[str, str]]:
-    """The environment of the test's kaito processes; whatever they leave running (a failed
-    test, a killed `kaito up`) is stopped afterwards."""
-    yield env_for(tmp_path / "home", model_cache)
-    for state in list_sessions(tmp_path / "home"):
-        stop_session(state, timeout=10)
-
-
-def kaito(env: dict[str, str], *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kaito", *argv],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def post(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 def descendants(pid: int) -> set[int]:

@@ -24,6 +24,8 @@ from local_support import (
 from kaito.kube import CONFIG_MAP, NODE, POD, KubeClient
 from kaito.kube.emulated import EmulatedCluster
 from kaito.local import KubeletSettings, LocalKubelet, is_running, node_matches
+from kaito.local._containers import nested_links
+from kaito.local._kubelet import log_tail
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -262,3 +264,95 @@ async def test_bound_pods_of_other_nodes_are_left_alone(
     await asyncio.sleep(0.5)
     assert kubelet.processes() == []
     assert "containerStatuses" not in (await pod(client, "remote")).get("status", {})
+
+
+async def test_a_failed_run_to_completion_pod_reports_the_tail_of_its_log(
+    cluster: EmulatedCluster, kubelet: LocalKubelet
+) -> None:
+    client = cluster.client
+    lines = "; ".join(f"echo line {i}" for i in range(100))
+    script = f"{lines}; echo 'ERROR kaito.tuning: error: no data' >&2; exit 3"
+    failing = {
+        "name": "job",
+        "image": "example.com/stub:1",
+        "command": ["sh", "-c", script],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    plain = {**failing, "name": "plain", "terminationMessagePolicy": "File"}
+    await client.create(POD, stub_pod("batch", containers=[failing], restart_policy="Never"))
+    await client.create(POD, stub_pod("quiet", containers=[plain], restart_policy="Never"))
+
+    async def finished(name: str) -> dict[str, Any] | None:
+        found = await pod(client, name)
+        return found if found["status"].get("phase") == "Failed" else None
+
+    failed = await wait_for(lambda: finished("batch"), what="the pod Failed")
+    terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3
+    message = terminated["message"].splitlines()
+    assert len(message) == 80  # a kubelet's limit: the last 80 lines
+    assert message[-1] == "ERROR kaito.tuning: error: no data"
+    assert message[0] == "line 21"
+    quiet = await wait_for(lambda: finished("quiet"), what="the other pod Failed")
+    assert "message" not in quiet["status"]["containerStatuses"][0]["state"]["terminated"]
+
+
+def test_a_log_tail_keeps_to_the_byte_limit_and_drops_a_cut_line(tmp_path: Path) -> None:
+    log = tmp_path / "pod.log"
+    log.write_text("old run\n" + "".join(f"{i:04d} {'x' * 95}\n" for i in range(40)))
+    tail = log_tail(log, offset=len("old run\n"))
+    assert len(tail.encode()) <= 2048
+    assert tail.splitlines()[-1].startswith("0039 ")
+    assert all(len(line) == 100 for line in tail.splitlines())  # no half line at the start
+    assert log_tail(log, offset=log.stat().st_size) == ""
+    assert log_tail(tmp_path / "missing.log") == ""
+
+
+async def test_a_volume_mounted_inside_another_shows_up_in_its_listing(
+    cluster: EmulatedCluster, kubelet: LocalKubelet, tmp_path: Path
+) -> None:
+    # A volume adapter is mounted at /mnt/adapter/NAME, inside the adapters directory the
+    # server lists; a process sees the adapter there through a symbolic link.
+    adapter = tmp_path / "my-adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    listing = kubelet.directory / "listing"
+    container = {
+        "name": "lister",
+        "image": "example.com/stub:1",
+        "command": ["sh", "-c", f"ls /mnt/adapter > {listing}; cat /mnt/adapter/a/*.json"],
+        "volumeMounts": [{"name": "adapter-a", "mountPath": "/mnt/adapter/a"}],
+    }
+    volumes = [{"name": "adapter-a", "hostPath": {"path": str(adapter)}}]
+    await client_create_and_wait_succeeded(cluster.client, "lister", container, volumes)
+    assert (await asyncio.to_thread(listing.read_text)).split() == ["a"]
+    log = kubelet.pod_dir("default", "lister") / "pod.log"
+    assert "{}" in await asyncio.to_thread(log.read_text)
+
+
+async def client_create_and_wait_succeeded(
+    client: KubeClient, name: str, container: dict[str, Any], volumes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    await client.create(
+        POD, stub_pod(name, containers=[container], volumes=volumes, restart_policy="Never")
+    )
+
+    async def succeeded() -> dict[str, Any] | None:
+        found = await pod(client, name)
+        return found if found["status"].get("phase") == "Succeeded" else None
+
+    return await wait_for(succeeded, what=f"pod {name} Succeeded")
+
+
+def test_nested_mounts_become_links_in_the_outer_volume() -> None:
+    mounts = {
+        "/mnt/adapter": "/state/adapters",
+        "/mnt/adapter/a": "/data/a",
+        "/mnt/adapter/a/extra": "/data/extra",
+        "/mnt/config": "/state/config",
+        "/mnt/adapterx": "/state/x",
+    }
+    assert nested_links(mounts) == [
+        ("/state/adapters/a", "/data/a"),
+        ("/data/a/extra", "/data/extra"),
+    ]

@@ -228,7 +228,9 @@ def test_weight_sizes_are_upstreams(name: str, gib: str) -> None:
 
 def test_tuning_and_distributed_flags_follow_upstream() -> None:
     catalog = builtin_presets()
-    tunable = {n for n in catalog if catalog[n].supports_tuning}
+    tunable = {n for n in catalog if catalog[n].supports_tuning and not catalog[n].generated}
+    # The tiny generated presets are tunable too (kaito's own: the local tuning loop runs them).
+    assert all(catalog[n].supports_tuning for n in catalog if catalog[n].generated)
     assert tunable == {
         "phi-3-mini-4k-instruct",
         "phi-3-mini-128k-instruct",

@@ -30,6 +30,7 @@ from kaito.reconcile import (
     desired_tuning_config_map,
     desired_tuning_job,
 )
+from kaito.reconcile._tuning import termination_summary
 from kaito.tuning import default_config_text
 
 pytestmark = pytest.mark.timeout(30)
@@ -108,6 +109,8 @@ def test_the_seed_tuning_workspace_gets_exactly_this_job() -> None:
         "requests": {"nvidia.com/gpu": "1"},
         "limits": {"nvidia.com/gpu": "1"},
     }
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "env" not in container
     assert container["volumeMounts"] == [
         {"name": "config", "mountPath": "/mnt/config", "readOnly": True},
         {"name": "results", "mountPath": "/mnt/results"},
@@ -146,6 +149,47 @@ def test_image_input_volume_output_and_a_users_config() -> None:
         "persistentVolumeClaim": {"claimName": "out"},
     }
     assert pod["imagePullSecrets"] == [{"name": "img-pull"}]
+
+
+def test_a_model_directory_and_the_model_access_token_reach_the_program() -> None:
+    doc = seed("phi-3-tuning.yaml")
+    doc["apiVersion"] = "kaito.sh/v1beta1"  # modelAccessSecret is a v1beta1 field
+    doc["tuning"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf-token"}
+    job = desired_tuning_job(
+        with_uid(doc),
+        nodes=("node-a",),
+        preset=builtin_presets()[PHI3],
+        plan=_plan(),
+        image="img:1",
+        model_source="/models/phi-3",
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--model") + 1] == "/models/phi-3"
+    assert args[args.index("--preset") + 1] == PHI3
+    assert container["env"] == [
+        {
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "summary"),
+    [
+        ("", ""),
+        ("just one line", "just one line"),
+        (
+            "a\n2026 ERROR kaito.tuning: error: cannot push to r/x:1: denied\nb\n",
+            "cannot push to r/x:1: denied",
+        ),
+        ("line\n\n  last words  \n", "last words"),
+        ("error: " + "x" * 600, "x" * 497 + "..."),
+    ],
+)
+def test_the_termination_summary_is_the_error_line(message: str, summary: str) -> None:
+    assert termination_summary(message) == summary
 
 
 def test_volume_input_is_mounted_as_the_data_directory() -> None:
@@ -253,6 +297,9 @@ async def test_the_job_runs_after_the_nodes_and_the_workspace_succeeds(
     ready = condition(ws, "WorkspaceReady")
     assert ready is not None
     assert ready["status"] == "True"
+    assert ready["message"] == (
+        "tuning finished; the adapter was pushed to ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1"
+    )
     assert ws["status"]["state"] == "Succeeded"
     assert condition(ws, "InferenceReady") is None
 
@@ -294,11 +341,15 @@ async def test_a_failing_job_fails_the_workspace_with_the_jobs_reason(
     assert "container tuning exited with code 3 (Error)" in succeeded["message"]
     assert ws["status"]["state"] == "Failed"
 
-    # The program's termination message (its `error:` line) is passed on.
+    # The termination message (with FallbackToLogsOnError, the tail of the log) is passed on
+    # as its `error:` line.
     pods = (await client.list(POD, namespace=NS, label_selector=WS_LABELS)).items
     failed = sorted(pods, key=lambda p: p["metadata"]["name"])[-1]
     statuses = copy.deepcopy(failed["status"]["containerStatuses"])
-    statuses[0]["state"]["terminated"]["message"] = "error: no data rows in the input"
+    statuses[0]["state"]["terminated"]["message"] = (
+        "2026-11-24 01:00:00 INFO kaito.tuning: reading the data\n"
+        "2026-11-24 01:00:01 ERROR kaito.tuning: error: no data rows in the input\n"
+    )
     await client.patch_status(
         POD, failed["metadata"]["name"], {"status": {"containerStatuses": statuses}}, namespace=NS
     )
@@ -306,7 +357,7 @@ async def test_a_failing_job_fails_the_workspace_with_the_jobs_reason(
     ws = await _get(client, WORKSPACE, WS)
     succeeded = condition(ws or {}, "WorkspaceSucceeded")
     assert succeeded is not None
-    assert succeeded["message"].endswith(": error: no data rows in the input")
+    assert succeeded["message"].endswith("(Error): no data rows in the input")
     ready = condition(ws, "WorkspaceReady")
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "BackoffLimitExceeded")

@@ -675,6 +675,7 @@ class Store:
         if res.has_status and not seeding and res.key != ("", "nodes"):
             obj.pop("status", None)
         self._defaults_on_create(res, obj)
+        _fold_string_data(res, obj)
         errors = self._validate(res, version, obj, None)
         if errors:
             raise errs.invalid(res.kind, res.group, name, errors)
@@ -893,6 +894,8 @@ class Store:
                         )
                     ],
                 )
+        if subresource != "status":
+            _fold_string_data(res, new)
         errors = self._validate(res, version, new, old)
         if errors:
             raise errs.invalid(res.kind, res.group, name, errors)
@@ -1470,6 +1473,23 @@ class Store:
                 ],
             )
         self._register(res)
+
+
+def _fold_string_data(res: Resource, obj: JsonObj) -> None:
+    """A Secret's `stringData` is write-only: its entries are merged into `data` (base64, and
+    winning over `data`'s) and the field is dropped, as the API server does; `type` defaults to
+    Opaque."""
+    if res.key != ("", "secrets"):
+        return
+    obj.setdefault("type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if not isinstance(string_data, Mapping) or not string_data:
+        return
+    data = obj.get("data")
+    merged: JsonObj = dict(data) if isinstance(data, Mapping) else {}
+    for key, value in string_data.items():
+        merged[str(key)] = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+    obj["data"] = merged
 
 
 def _owner_uids(obj: Mapping[str, Any]) -> list[str]:

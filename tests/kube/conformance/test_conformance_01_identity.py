@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
 import pytest
 
-from kaito.kube import CLUSTER_ROLE, CONFIG_MAP, NAMESPACE, AlreadyExists, KubeClient, NotFound
+from kaito.kube import (
+    CLUSTER_ROLE,
+    CONFIG_MAP,
+    NAMESPACE,
+    SECRET,
+    AlreadyExists,
+    KubeClient,
+    NotFound,
+)
 
 from .conftest import Backend
 
@@ -109,3 +118,24 @@ async def test_seeded_objects_have_the_same_identity(
     assert RFC3339.match(fetched["metadata"]["creationTimestamp"])
     later = await client.create(CONFIG_MAP, {"metadata": {"name": "later", "namespace": ns}})
     assert int(later["metadata"]["resourceVersion"]) > int(seeded["metadata"]["resourceVersion"])
+
+
+async def test_secret_string_data_is_folded_into_data(client: KubeClient, ns: str) -> None:
+    created = await client.create(
+        SECRET,
+        {
+            "metadata": {"name": "creds", "namespace": ns},
+            "data": {"kept": base64.b64encode(b"old").decode(), "user": "b2xk"},
+            "stringData": {"user": "tuner", "config.json": '{"auths": {}}'},
+        },
+    )
+    assert "stringData" not in created
+    assert created["type"] == "Opaque"
+    decoded = {k: base64.b64decode(v).decode() for k, v in created["data"].items()}
+    assert decoded == {"kept": "old", "user": "tuner", "config.json": '{"auths": {}}'}
+    updated = await client.patch(
+        SECRET, "creds", {"stringData": {"kept": "new"}}, namespace=ns, field_manager="test"
+    )
+    assert "stringData" not in updated
+    assert base64.b64decode(updated["data"]["kept"]) == b"new"
+    assert base64.b64decode(updated["data"]["user"]) == b"tuner"
