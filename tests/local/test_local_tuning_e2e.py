@@ -16,11 +16,8 @@ HF server.
 from __future__ import annotations
 
 import base64
-import functools
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +26,13 @@ from local_support import kaito, post
 
 from kaito.oci import RegistryAuth, RegistryOptions, pull_adapter
 from tests.oci.oci_registry import RunningRegistry, require_registry_binary, run_registry
-from tests.tuning.tuning_data import chat_rows, write_rows
+from tests.tuning.tuning_data import chat_rows, serve_directory, write_rows
 
 USER = "tuner"
 PASSWORD = "local-tuning"
 PRESET = "tiny-phi-3-random"
 ROWS = 300
 QUESTION = "What is 7 plus 7?"
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +47,8 @@ def data_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A few hundred chat rows as parquet, served over HTTP on 127.0.0.1."""
     directory = tmp_path_factory.mktemp("local-tuning-data")
     write_rows(directory / "chat.parquet", chat_rows(ROWS), "parquet")
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/chat.parquet"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_directory(directory) as base:
+        yield f"{base}/chat.parquet"
 
 
 def secret(name: str, registry: RunningRegistry, password: str = PASSWORD) -> str:
@@ -262,27 +246,34 @@ def test_a_tuned_adapter_goes_through_the_registry_and_changes_greedy_answers(
     assert answers["from-directory"] == answers["strength-1"], answers
 
 
+def failed_tuning(
+    env: dict[str, str], tmp_path: Path, name: str, *, url: str, image: str, push_secret: str
+) -> str:
+    """`kaito up -d` of a tuning workspace that must fail: the line of its output that says
+    why."""
+    tune = tuning_file(tmp_path / "tune.yaml", name, url=url, image=image, push_secret=push_secret)
+    up = kaito(env, "up", "-f", str(tune), "--detach", "--cpu", timeout=200)
+    assert up.returncode == 1, up.stdout + up.stderr
+    failure = next(line for line in up.stdout.splitlines() if f"{name} failed:" in line)
+    assert f"the tuning Job {name}-tuning failed: Job has reached the specified backoff limit" in (
+        failure
+    )
+    assert f"{name}: WorkspaceSucceeded=False (BackoffLimitExceeded)" in up.stdout
+    return failure
+
+
 @pytest.mark.timeout(240)
 def test_a_wrong_push_secret_fails_the_workspace_with_an_authentication_message(
     tmp_path: Path, env: dict[str, str], registry: RunningRegistry, data_url: str, tiny_phi3: Path
 ) -> None:
     image = f"{registry.host}/adapters/never:v1"
-    tune = tuning_file(
-        tmp_path / "tune.yaml",
-        "tune-denied",
-        url=data_url,
-        image=image,
-        push_secret=secret("push-secret", registry, password="wrong"),
+    wrong = secret("push-secret", registry, password="wrong")
+    failure = failed_tuning(
+        env, tmp_path, "tune-denied", url=data_url, image=image, push_secret=wrong
     )
-    up = kaito(env, "up", "-f", str(tune), "--detach", "--cpu", timeout=200)
-    assert up.returncode == 1, up.stdout + up.stderr
-    failure = next(line for line in up.stdout.splitlines() if "tune-denied failed:" in line)
-    assert "the tuning Job tune-denied-tuning failed" in failure
-    assert "BackoffLimitExceeded" in failure or "backoff limit" in failure
-    assert "exited with code 5" in failure
-    assert f"cannot push to {image}" in failure
-    assert "authentication failed" in failure
-    assert "tune-denied: WorkspaceSucceeded=False (BackoffLimitExceeded)" in up.stdout
+    assert "container tuning exited with code 5 (Error)" in failure
+    assert f"cannot push to {image}: authentication failed" in failure
+    assert f"rejected the credentials of user '{USER}'" in failure
 
 
 @pytest.mark.timeout(240)
@@ -292,24 +283,14 @@ def test_an_unreachable_data_url_fails_the_workspace_with_the_download_error(
     from kaito.local._kubelet import free_port
 
     url = f"http://127.0.0.1:{free_port()}/chat.parquet"
-    tune = tuning_file(
-        tmp_path / "tune.yaml",
+    # The pods' processes start from kaito up's environment: one try per URL keeps this short.
+    failure = failed_tuning(
+        {**env, "KAITO_TUNING_DOWNLOAD_ATTEMPTS": "1"},
+        tmp_path,
         "tune-nodata",
         url=url,
         image=f"{registry.host}/adapters/nodata:v1",
         push_secret=secret("push-secret", registry),
     )
-    # The pods' processes start from kaito up's environment: one try per URL keeps this short.
-    up = kaito(
-        {**env, "KAITO_TUNING_DOWNLOAD_ATTEMPTS": "1"},
-        "up",
-        "-f",
-        str(tune),
-        "--detach",
-        "--cpu",
-        timeout=200,
-    )
-    assert up.returncode == 1, up.stdout + up.stderr
-    failure = next(line for line in up.stdout.splitlines() if "tune-nodata failed:" in line)
-    assert "exited with code 3" in failure
+    assert "container tuning exited with code 3 (Error)" in failure
     assert f"cannot download {url}" in failure

@@ -9,21 +9,16 @@ checkpoint.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import logging
 import re
-import threading
 import warnings
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tuning_data import chat_rows, write_rows
+from tuning_data import chat_rows, serve_directory, write_rows
 
 from kaito.oci import pull_adapter
 from kaito.tuning import ModelError, TuningMetrics, TuningOptions, main, run_tuning
@@ -59,21 +54,6 @@ training_config:
   DatasetConfig:
     train_test_split: {split}
 """
-
-
-@contextlib.contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """A plain HTTP file server on 127.0.0.1 for `directory`, on a thread."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def options(tmp_path: Path, model_cache: Path, config: Path, **overrides: Any) -> TuningOptions:
