@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,36 @@ class RegistryAuth:
         `.dockercfg` (a mounted secret). Raises `CredentialsError` when the file is unreadable
         or has no usable entry for the registry, naming the registries it does have.
         """
-        file = _config_file(Path(path))
-        auths = _read_auths(file)
+        return cls.from_docker_configs([path], registry)
+
+    @classmethod
+    def from_docker_configs(cls, paths: Sequence[str | Path], registry: str) -> RegistryAuth:
+        """The credentials for `registry` in the first of several docker configs that has an
+        entry for it (a pod's several pull secrets, as a kubelet tries them). A file that cannot
+        be read is an error; one without the registry is passed over. Raises `CredentialsError`
+        when none has it, naming the registries they do have."""
+        if not paths:
+            raise CredentialsError("no docker config given")
         wanted = _host_key(registry)
-        for key, entry in auths.items():
-            if _host_key(key) == wanted:
-                return _entry_credentials(entry, file, key)
-        known = ", ".join(sorted(auths)) or "none"
+        known: list[str] = []
+        files: list[Path] = []
+        for path in paths:
+            file = _config_file(Path(path))
+            auths = _read_auths(file)
+            for key, entry in auths.items():
+                if _host_key(key) == wanted:
+                    return _entry_credentials(entry, file, key)
+            files.append(file)
+            known.extend(auths)
+        listed = ", ".join(sorted(set(known))) or "none"
+        if len(files) == 1:
+            raise CredentialsError(
+                f"{files[0]} has no credentials for the registry {registry} "
+                f"(it has entries for: {listed})"
+            )
         raise CredentialsError(
-            f"{file} has no credentials for the registry {registry} (it has entries for: {known})"
+            f"none of {', '.join(str(f) for f in files)} has credentials for the registry "
+            f"{registry} (they have entries for: {listed})"
         )
 
 

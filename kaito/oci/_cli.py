@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--auth-file", metavar="PATH", help="docker config with credentials")
+    common.add_argument(
+        "--auth-file",
+        metavar="PATH",
+        action="append",
+        help="docker config with credentials (repeatable: the first with the registry is used)",
+    )
     common.add_argument(
         "--plain-http",
         action=argparse.BooleanOptionalAction,
@@ -82,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _auth(path: str | None, reference: Reference) -> RegistryAuth | None:
-    return None if not path else RegistryAuth.from_docker_config(path, reference.registry)
+def _auth(paths: Sequence[str], reference: Reference) -> RegistryAuth | None:
+    return RegistryAuth.from_docker_configs(paths, reference.registry) if paths else None
 
 
 def _exit_code(error: OCIError) -> int:
@@ -109,10 +114,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print("error: --attempts must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     options = RegistryOptions(plain_http=args.plain_http, attempts=args.attempts)
-    auth_file = args.auth_file or env.get(AUTH_FILE_ENV)
+    auth_files = list(args.auth_file or ([env[AUTH_FILE_ENV]] if env.get(AUTH_FILE_ENV) else []))
     try:
         reference = Reference.parse(args.reference)
-        auth = _auth(auth_file, reference)
+        auth = _auth(auth_files, reference)
         if args.command == "push":
             annotations: dict[str, str] = {}
             for item in args.annotation:

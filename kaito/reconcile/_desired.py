@@ -572,9 +572,8 @@ def _adapter_parts(
                 mounts.append({"name": volume, "mountPath": directory, "readOnly": True})
                 if not any(v["name"] == volume for v in volumes):
                     volumes.append({"name": volume, "secret": {"secretName": secret}})
-                if len(command) == 6:
-                    # The puller takes one docker config: the first secret's.
-                    command += ["--auth-file", f"{directory}/{DOCKERCONFIGJSON_KEY}"]
+                # Each secret's docker config; the puller uses the first with the registry.
+                command += ["--auth-file", f"{directory}/{DOCKERCONFIGJSON_KEY}"]
             inits.append(
                 {
                     "name": dns_label("adapter", name),

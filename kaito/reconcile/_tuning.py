@@ -8,9 +8,9 @@ affinity to the ready nodes), through the same builders in `_desired`.
 
 Everything the program needs is a flag: the tuning config is a ConfigMap mounted at
 `/mnt/config` (the user's `tuning.config`, or `<ws>-tuning-config` with kaito's shipped default
-for the method); the data comes as URLs, an OCI image (its pull secret mounted as a docker
-config) or a volume at `/mnt/data`; the adapter goes to a volume at `/mnt/results` or is pushed
-to an image with the push secret mounted at `/mnt/push-secret`.
+for the method); the data comes as URLs, an OCI image (its pull secrets mounted as docker
+configs) or a volume at `/mnt/data`; the adapter goes to a volume at `/mnt/results` or is
+pushed to an image with the push secret mounted at `/mnt/push-secret`.
 
 A Job's pod template cannot change after creation, and a finished Job must not run again, so
 the reconciler creates the Job once and afterwards only reads it; its status decides JobStarted
@@ -147,18 +147,16 @@ def desired_tuning_job(
             args += ["--data-url", url]
     elif source is not None and source.image:
         args += ["--data-image", source.image]
-        secrets = list(source.image_pull_secrets or [])
-        if secrets:
-            # kaito.tuning reads one docker config; the first secret is the one it gets.
-            args += ["--data-pull-secret", DATA_PULL_SECRET_DIR]
-            mounts.append(
-                {
-                    "name": _DATA_PULL_SECRET_VOLUME,
-                    "mountPath": DATA_PULL_SECRET_DIR,
-                    "readOnly": True,
-                }
+        # Each secret's docker config in a directory of its own; the program uses the first
+        # that has the registry, as a kubelet tries a pod's pull secrets.
+        for index, secret in enumerate(dict.fromkeys(source.image_pull_secrets or [])):
+            volume = (
+                _DATA_PULL_SECRET_VOLUME if index == 0 else f"{_DATA_PULL_SECRET_VOLUME}-{index}"
             )
-            volumes.append(_docker_config_volume(_DATA_PULL_SECRET_VOLUME, secrets[0]))
+            directory = f"{DATA_PULL_SECRET_DIR}/{secret}"
+            args += ["--data-pull-secret", directory]
+            mounts.append({"name": volume, "mountPath": directory, "readOnly": True})
+            volumes.append(_docker_config_volume(volume, secret))
     elif source is not None and source.volume_source is not None:
         args += ["--data-dir", DATA_DIR]
         mounts.append({"name": _DATA_VOLUME, "mountPath": DATA_DIR, "readOnly": True})

@@ -60,7 +60,8 @@ class TuningOptions:
     data_dir: Path | None = None
     data_urls: tuple[str, ...] = ()
     data_image: str | None = None
-    data_pull_secret: Path | None = None
+    data_pull_secrets: tuple[Path, ...] = ()
+    """Docker configs for --data-image; the first with the registry is used."""
     output_dir: Path | None = None
     push: str | None = None
     push_secret: Path | None = None
@@ -120,7 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--data-dir", metavar="DIR", help="directory with the data (and for downloads)")
     add("--data-url", metavar="URL", action="append", help="data URL (repeatable)")
     add("--data-image", metavar="REF", help="OCI artifact or image with the data")
-    add("--data-pull-secret", metavar="PATH", help="docker config to pull --data-image")
+    add(
+        "--data-pull-secret",
+        metavar="PATH",
+        action="append",
+        help="docker config to pull --data-image (repeatable: the first with the registry)",
+    )
     add("--output-dir", metavar="DIR", help="where the adapter is written")
     add("--push", metavar="IMAGE", help="push the adapter to this OCI reference")
     add("--push-secret", metavar="PATH", help="docker config (dockerconfigjson) for --push")
@@ -192,14 +198,19 @@ def parse_options(
             raw[dest] = given[dest]
         elif env.get(variable):
             text = env[variable]
-            raw[dest] = re.split(r"[\s,]+", text.strip()) if dest == "data_url" else text
+            listed = dest in ("data_url", "data_pull_secret")
+            raw[dest] = re.split(r"[\s,]+", text.strip()) if listed else text
     values: dict[str, object] = {}
     for key in ("preset", "model", "data_image", "push", "metrics_host"):
         if key in raw:
             values[key] = str(raw[key])
-    for key in ("config", "data_dir", "data_pull_secret", "output_dir", "push_secret"):
+    for key in ("config", "data_dir", "output_dir", "push_secret"):
         if key in raw:
             values[key] = Path(str(raw[key]))
+    if "data_pull_secret" in raw:
+        secrets = raw["data_pull_secret"]
+        assert isinstance(secrets, list)
+        values["data_pull_secrets"] = tuple(Path(str(s)) for s in secrets if str(s))
     if "method" in raw:
         try:
             values["method"] = Method(str(raw["method"]))
@@ -264,8 +275,8 @@ def _gather_data(options: TuningOptions, scratch: Path) -> Path:
         try:
             reference = Reference.parse(options.data_image)
             auth = (
-                RegistryAuth.from_docker_config(options.data_pull_secret, reference.registry)
-                if options.data_pull_secret is not None
+                RegistryAuth.from_docker_configs(options.data_pull_secrets, reference.registry)
+                if options.data_pull_secrets
                 else None
             )
             pull_data(

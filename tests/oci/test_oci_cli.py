@@ -37,6 +37,12 @@ def test_push_then_pull_with_a_docker_config(
     ).read_bytes()
     assert main(["pull", "--data", reference, str(tmp_path / "data")], env) == 0
     assert "2 files" in capsys.readouterr().out
+    # Several configs (a pod's pull secrets): one without the registry is passed over.
+    other = tmp_path / "other.json"
+    other.write_text('{"auths": {"elsewhere.example": {"username": "x", "password": "y"}}}')
+    several = ["--auth-file", str(other), "--auth-file", str(config)]
+    assert main(["pull", reference, str(tmp_path / "again"), *several]) == 0
+    assert (tmp_path / "again" / "adapter_config.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -158,3 +158,27 @@ def test_unreadable_docker_configs_are_explained(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CredentialsError, match="holds no docker config"):
         RegistryAuth.from_docker_config(tmp_path / "empty", "reg.io")
+
+
+def test_of_several_docker_configs_the_first_with_the_registry_is_used(tmp_path: Path) -> None:
+    other = _write(
+        tmp_path / "other.json", {"auths": {"other.io": {"username": "o", "password": "p"}}}
+    )
+    first = _write(
+        tmp_path / "first.json", {"auths": {"reg.io": {"username": "a", "password": "1"}}}
+    )
+    second = _write(
+        tmp_path / "second.json", {"auths": {"reg.io": {"username": "b", "password": "2"}}}
+    )
+    configs = [other, first, second]
+    assert RegistryAuth.from_docker_configs(configs, "reg.io") == RegistryAuth("a", "1")
+    with pytest.raises(CredentialsError) as raised:
+        RegistryAuth.from_docker_configs([other, first], "third.io")
+    assert str(raised.value) == (
+        f"none of {other}, {first} has credentials for the registry third.io "
+        "(they have entries for: other.io, reg.io)"
+    )
+    with pytest.raises(CredentialsError, match="cannot read"):  # a broken file is not skipped
+        RegistryAuth.from_docker_configs([tmp_path / "missing.json", first], "reg.io")
+    with pytest.raises(CredentialsError, match="no docker config given"):
+        RegistryAuth.from_docker_configs([], "reg.io")

@@ -201,7 +201,7 @@ def test_adapters_get_init_containers_volumes_and_strengths() -> None:
             "source": {
                 "name": "adapter.one",
                 "image": "registry.example/adapters/one:1",
-                "imagePullSecrets": ["adapter-pull"],
+                "imagePullSecrets": ["adapter-pull", "other-pull"],
             },
             "strength": "0.5",
         },
@@ -227,12 +227,19 @@ def test_adapters_get_init_containers_volumes_and_strengths() -> None:
         "/mnt/adapter/adapter.one",
         "--auth-file",
         "/mnt/adapter-secrets/adapter-pull/.dockerconfigjson",
+        "--auth-file",  # the puller uses the first with the registry, as a kubelet would
+        "/mnt/adapter-secrets/other-pull/.dockerconfigjson",
     ]
     assert init["volumeMounts"] == [
         {"name": "adapters", "mountPath": "/mnt/adapter"},
         {
             "name": "adapter-secret-adapter-pull",
             "mountPath": "/mnt/adapter-secrets/adapter-pull",
+            "readOnly": True,
+        },
+        {
+            "name": "adapter-secret-other-pull",
+            "mountPath": "/mnt/adapter-secrets/other-pull",
             "readOnly": True,
         },
     ]

@@ -132,18 +132,29 @@ def test_the_seed_tuning_workspace_gets_exactly_this_job() -> None:
 def test_image_input_volume_output_and_a_users_config() -> None:
     doc = seed("phi-3-tuning.yaml")
     doc["tuning"]["config"] = "my-tuning"
-    doc["tuning"]["input"] = {"image": "registry.example/data:1", "imagePullSecrets": ["dp"]}
+    doc["tuning"]["input"] = {
+        "image": "registry.example/data:1",
+        "imagePullSecrets": ["dp", "dp-2", "dp"],
+    }
     doc["tuning"]["output"] = {"volumeSource": {"persistentVolumeClaim": {"claimName": "out"}}}
     doc["tuning"]["preset"]["presetOptions"] = {"imagePullSecrets": ["img-pull"]}
     pod = _job(doc)["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
     assert args[args.index("--data-image") + 1] == "registry.example/data:1"
-    assert args[args.index("--data-pull-secret") + 1] == "/mnt/data-pull-secret"
+    secrets = [args[i + 1] for i, a in enumerate(args) if a == "--data-pull-secret"]
+    assert secrets == ["/mnt/data-pull-secret/dp", "/mnt/data-pull-secret/dp-2"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {
+        "name": "data-pull-secret-1",
+        "mountPath": "/mnt/data-pull-secret/dp-2",
+        "readOnly": True,
+    } in mounts
     assert "--push" not in args
     assert "--data-url" not in args
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["configMap"] == {"name": "my-tuning"}
     assert volumes["data-pull-secret"]["secret"]["secretName"] == "dp"
+    assert volumes["data-pull-secret-1"]["secret"]["secretName"] == "dp-2"
     assert volumes["results"] == {
         "name": "results",
         "persistentVolumeClaim": {"claimName": "out"},

@@ -169,12 +169,12 @@ def test_a_data_image_is_pulled_into_the_data_directory(
         tuning_registry, "data/qa", "v1", [{"data/qa.jsonl": b'{"q": "a"}\n'}], auth=auth
     )
     secret = tuning_registry.docker_config(tmp_path / "pull.json", *auth)
+    other = tmp_path / "other.json"  # a second pull secret, for another registry
+    other.write_text('{"auths": {"elsewhere.example": {"username": "x", "password": "y"}}}')
     args = ["--preset", TINY_PRESET, "--data-image", reference, "--output-dir", str(tmp_path / "o")]
     data = tmp_path / "data"
-    assert (
-        run_main([*args, "--data-dir", str(data), "--data-pull-secret", str(secret)], caplog, env)
-        == 3
-    )
+    secrets = ["--data-pull-secret", str(other), "--data-pull-secret", str(secret)]
+    assert run_main([*args, "--data-dir", str(data), *secrets], caplog, env) == 3
     assert (data / "qa.jsonl").is_file()
     assert "qa.jsonl has the columns ['q']" in caplog.text
     assert run_main([*args, "--data-dir", str(tmp_path / "d2")], caplog, env) == 3
