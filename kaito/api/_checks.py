@@ -62,6 +62,11 @@ METADATA_HOSTNAMES = frozenset(
         "instance-data.ec2.internal",
     }
 )
+# Addresses of cloud metadata services outside the link-local range (AWS over IPv6, Alibaba
+# Cloud): refused even where private addresses are allowed.
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+)
 # Host names made only of numbers (decimal, octal or hex parts): resolvers treat these as IPv4.
 _NUMERIC_HOST_RE = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
 
@@ -177,6 +182,8 @@ def check_data_url(value: str, *, allow_private: bool = False) -> str | None:
         problem = _non_public_reason(address)
         if allow_private and problem in _PRIVATE_REASONS:
             problem = None
+        if _unmapped(address) in METADATA_ADDRESSES:
+            problem = "a cloud metadata service"
         if problem:
             return f"{value!r} must not target {problem}; use a publicly reachable host"
     return None
@@ -199,9 +206,16 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 _PRIVATE_REASONS = frozenset({"a loopback address", "a private or reserved address"})
 
 
-def _non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+def _unmapped(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def _non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    address = _unmapped(address)
     if address.is_loopback:
         return "a loopback address"
     if address.is_link_local:

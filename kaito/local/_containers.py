@@ -26,6 +26,7 @@ as Kubernetes does (`$$` escapes).
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import re
 import shutil
@@ -194,7 +195,16 @@ def _ref_data(
     data = refs.get((kind, name))
     if data is None or kind == "configmap":
         return data
-    return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in data.items()}
+    return {k: _decoded(v, name, k).decode("utf-8", "replace") for k, v in data.items()}
+
+
+def _decoded(text: str, secret: str, key: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise CannotRun(
+            "CreateContainerConfigError", f"key {key} of Secret {secret} is not base64"
+        ) from None
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -291,7 +301,10 @@ def nested_links(mounts: Mapping[str, str]) -> list[tuple[str, str]]:
             continue
         outer = max(outers, key=len)
         relative = inner[len(outer.rstrip("/")) + 1 :]
-        links.append((str(Path(mounts[outer]) / relative), mounts[inner]))
+        link, target = Path(mounts[outer]) / relative, Path(mounts[inner])
+        if link == target or target in link.parents or link in target.parents:
+            continue  # the same directory (a subPath of the outer volume): nothing to show
+        links.append((str(link), str(target)))
     return links
 
 
@@ -465,7 +478,7 @@ def volume_files(
                 f"{volume.get('name')} not found",
             )
         if kind == "secret":
-            data = {k: base64.b64decode(v) for k, v in raw.items()}
+            data = {k: _decoded(v, name, k) for k, v in raw.items()}
         else:
             data = {k: v.encode("utf-8") for k, v in raw.items()}
         items = source.get("items")

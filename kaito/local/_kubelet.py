@@ -384,6 +384,20 @@ class _PodWorker:
         s = self.kubelet.settings
         return float(min(s.restart_base * 2 ** max(failures - 1, 0), s.restart_cap))
 
+    async def _prepare(self, container: _Container) -> LocalProcess:
+        """`_plan`, with what it did not foresee reported as the container's waiting reason
+        (the pod would otherwise hang with no word of why)."""
+        try:
+            return await self._plan(container)
+        except CannotRun:
+            raise
+        except Exception as exc:
+            _log.exception("cannot prepare container %s of pod %s", container.name, self.name)
+            raise CannotRun(
+                "CreateContainerConfigError",
+                f"the local kubelet cannot prepare container {container.name}: {exc}",
+            ) from exc
+
     async def _plan(self, container: _Container) -> LocalProcess:
         if container.init and needs_image_files(self.pod, container.spec):
             raise CannotRun(
@@ -398,7 +412,13 @@ class _PodWorker:
         adapters.mkdir(parents=True, exist_ok=True)
         mounts = {ADAPTERS_DIR: str(adapters), **mount_map(container.spec, volumes)}
         for link, target in nested_links(mounts):
-            _link(Path(link), Path(target))
+            try:
+                _link(Path(link), Path(target))
+            except OSError as exc:
+                raise CannotRun(
+                    "CreateContainerConfigError",
+                    f"cannot show volume {target} at {link}: {exc.strerror or exc}",
+                ) from None
         return local_process(
             self.pod,
             container.spec,
@@ -461,7 +481,7 @@ class _PodWorker:
         failures = 0
         while not self._stopping:
             try:
-                plan = await self._plan(container)
+                plan = await self._prepare(container)
             except CannotRun as exc:
                 failures += 1
                 await self._cannot_run(container, exc, failures)
@@ -494,7 +514,7 @@ class _PodWorker:
         failures = 0
         while not self._stopping:
             try:
-                plan = await self._plan(container)
+                plan = await self._prepare(container)
             except CannotRun as exc:
                 failures += 1
                 await self._cannot_run(container, exc, failures)
@@ -666,12 +686,16 @@ def log_tail(path: Path, offset: int = 0) -> str:
         with path.open("rb") as log:
             size = log.seek(0, 2)
             start = max(offset, size - TERMINATION_BYTES)
+            cut = start > offset
+            if cut:
+                log.seek(start - 1)
+                cut = log.read(1) != b"\n"
             log.seek(start)
             data = log.read()
     except OSError:
         return ""
     lines = data.decode("utf-8", "replace").splitlines()
-    if start > offset and len(lines) > 1:
+    if cut and len(lines) > 1:
         lines = lines[1:]  # the first line was cut in the middle
     return "\n".join(lines[-TERMINATION_LINES:]).strip()
 

@@ -10,7 +10,9 @@ config, template) is used as written.
 
 Tuning workspaces run too: the tuning Job's pod is a process here like any other (the data is
 downloaded, the adapter written to the output volume or pushed to the output image), and the
-run reports WorkspaceSucceeded when the Job completes.
+run reports WorkspaceSucceeded when the Job completes. The volumes kaito mounts for a workspace
+(tuning input and output, volume adapters) must be hostPath directories: the local kubelet has
+no storage driver, and anything else would be an empty directory that vanishes with the run.
 
 A workspace rarely comes alone: a push secret for the tuning output, a pull secret for an image
 adapter, a tuning config, a model-access token. On a cluster they are created before the
@@ -21,6 +23,8 @@ and they are created before the workspace.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,25 +107,44 @@ def _companion(document: Mapping[str, Any], number: int, namespace: str) -> dict
             "the file may hold one Workspace and v1 ConfigMaps and Secrets"
         )
     data = dict(document)
-    meta = dict(data.get("metadata") or {})
-    if not meta.get("name"):
-        raise LocalModeError(f"{where}: {kind} needs metadata.name")
+    raw_meta = data.get("metadata") or {}
+    if not isinstance(raw_meta, Mapping):
+        raise LocalModeError(f"{where}: {kind} metadata must be a mapping")
+    meta = dict(raw_meta)
+    name = meta.get("name")
+    if not name or not isinstance(name, str):
+        raise LocalModeError(f"{where}: {kind} needs metadata.name (a string)")
     given = meta.get("namespace")
     if given and given != namespace:
         raise LocalModeError(
-            f"{where}: {kind} {meta['name']} is in namespace {given}; the workspace, which "
+            f"{where}: {kind} {name} is in namespace {given}; the workspace, which "
             f"refers to it, is in {namespace}"
         )
     meta["namespace"] = namespace
     data["metadata"] = meta
+    # What each kind holds: a Secret data (base64) and stringData (plain text, folded into
+    # data by the API server), a ConfigMap data only (binaryData is not read in local mode).
+    fields = ("data", "stringData") if kind == "Secret" else ("data",)
     for field in ("data", "stringData", "binaryData"):
         value = data.get(field)
-        if value is not None and not (
-            isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
-        ):
+        if value is None:
+            continue
+        if field not in fields:
             raise LocalModeError(
-                f"{where}: {kind} {meta['name']}: {field} must map keys to strings"
+                f"{where}: {kind} {name}: {field} is not supported here; use "
+                + ("data or stringData" if kind == "Secret" else "data")
             )
+        if not (isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())):
+            raise LocalModeError(f"{where}: {kind} {name}: {field} must map keys to strings")
+        if kind == "Secret" and field == "data":
+            for key, text in value.items():
+                try:
+                    base64.b64decode(text, validate=True)
+                except binascii.Error:
+                    raise LocalModeError(
+                        f"{where}: Secret {name}: data.{key} is not base64; put plain text "
+                        "under stringData"
+                    ) from None
     return data
 
 
@@ -152,8 +175,9 @@ def prepare_workspace(
     errors = validate_create(
         local, presets=registry.presets, auto_provisioning=False, private_data_urls=True
     )
-    if errors:
-        raise LocalModeError(_listing("the workspace cannot run locally", errors))
+    problems = [*map(str, errors), *_volume_problems(data)]
+    if problems:
+        raise LocalModeError(_listing("the workspace cannot run locally", problems))
     preset: Preset | None = None
     spec = local.inference.preset if local.inference is not None else None
     if local.tuning is not None:
@@ -177,6 +201,35 @@ def prepare_workspace(
         ignored_instance_type=ignored,
         notes=tuple(notes),
     )
+
+
+def _volume_problems(data: Mapping[str, Any]) -> list[str]:
+    """The volumes kaito mounts for the workspace must be directories of this machine: the
+    local kubelet has no storage driver, and an emptyDir output would vanish with the run."""
+    sources: list[tuple[str, Any]] = []
+    tuning = data.get("tuning") or {}
+    for field in ("input", "output"):
+        sources.append(
+            (f"tuning.{field}.volumeSource", (tuning.get(field) or {}).get("volumeSource"))
+        )
+    for index, adapter in enumerate((data.get("inference") or {}).get("adapters") or []):
+        source = adapter.get("source") if isinstance(adapter, Mapping) else None
+        if isinstance(source, Mapping):
+            sources.append(
+                (f"inference.adapters[{index}].source.volumeSource", source.get("volumeSource"))
+            )
+    problems: list[str] = []
+    for path, volume in sources:
+        if volume is None:
+            continue
+        host_path = volume.get("hostPath") if isinstance(volume, Mapping) else None
+        where = str(host_path.get("path") or "") if isinstance(host_path, Mapping) else ""
+        if not where.startswith("/"):
+            problems.append(
+                f"{path}: the local mode mounts hostPath volumes only (an absolute directory "
+                "of this machine, e.g. hostPath: {path: /data/adapter})"
+            )
+    return problems
 
 
 def _listing(title: str, errors: Any) -> str:

@@ -51,32 +51,29 @@ class RegistryAuth:
     @classmethod
     def from_docker_configs(cls, paths: Sequence[str | Path], registry: str) -> RegistryAuth:
         """The credentials for `registry` in the first of several docker configs that has an
-        entry for it (a pod's several pull secrets, as a kubelet tries them). A file that cannot
-        be read is an error; one without the registry is passed over. Raises `CredentialsError`
-        when none has it, naming the registries they do have."""
+        entry for it (a pod's several pull secrets, tried as a kubelet tries them). A config
+        that cannot be read is passed over like one without the registry; when none serves,
+        `CredentialsError` says what each one lacked."""
         if not paths:
             raise CredentialsError("no docker config given")
         wanted = _host_key(registry)
-        known: list[str] = []
-        files: list[Path] = []
+        problems: list[str] = []
         for path in paths:
-            file = _config_file(Path(path))
-            auths = _read_auths(file)
+            try:
+                file = _config_file(Path(path))
+                auths = _read_auths(file)
+            except CredentialsError as exc:
+                problems.append(str(exc))
+                continue
             for key, entry in auths.items():
                 if _host_key(key) == wanted:
                     return _entry_credentials(entry, file, key)
-            files.append(file)
-            known.extend(auths)
-        listed = ", ".join(sorted(set(known))) or "none"
-        if len(files) == 1:
-            raise CredentialsError(
-                f"{files[0]} has no credentials for the registry {registry} "
-                f"(it has entries for: {listed})"
+            known = ", ".join(sorted(auths)) or "none"
+            problems.append(
+                f"{file} has no credentials for the registry {registry} "
+                f"(it has entries for: {known})"
             )
-        raise CredentialsError(
-            f"none of {', '.join(str(f) for f in files)} has credentials for the registry "
-            f"{registry} (they have entries for: {listed})"
-        )
+        raise CredentialsError("; ".join(problems))
 
 
 def _config_file(path: Path) -> Path:

@@ -260,22 +260,32 @@ def _termination_detail(pods: Sequence[Mapping[str, Any]]) -> str:
 
 
 ERROR_MARK = "error: "
+TRACEBACK_MARK = "Traceback (most recent call last):"
 SUMMARY_LIMIT = 500
 
 
 def termination_summary(message: str) -> str:
-    """The line of a termination message that says what went wrong. With the policy
-    FallbackToLogsOnError the message is the tail of the log: kaito.tuning's last line is
-    `... error: WHAT`, so the last line with `error: ` gives WHAT; otherwise the last line."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    """The part of a termination message that says what went wrong. With the policy
+    FallbackToLogsOnError the message is the tail of the log, and kaito.tuning ends it with
+    `... error: WHAT`, its details on indented lines below (a config's field paths): the last
+    such block gives `WHAT DETAIL; DETAIL`. A traceback after it (a crash after an earlier
+    `error:` line) or no such line at all: the last line, what happened last."""
+    lines = [line.rstrip() for line in message.splitlines() if line.strip()]
     if not lines:
         return ""
-    chosen = lines[-1]
-    for line in reversed(lines):
-        at = line.find(ERROR_MARK)
-        if at >= 0:
-            chosen = line[at + len(ERROR_MARK) :].strip() or line
+    chosen = lines[-1].strip()
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if line.startswith(TRACEBACK_MARK):
             break
+        at = line.find(ERROR_MARK)
+        if at < 0:
+            continue
+        head = line[at + len(ERROR_MARK) :].strip()
+        details = [d.strip() for d in lines[index + 1 :] if d[:1].isspace()]
+        if head:
+            chosen = f"{head} {'; '.join(details)}" if details else head
+        break
     if len(chosen) > SUMMARY_LIMIT:
         chosen = chosen[: SUMMARY_LIMIT - 3] + "..."
     return chosen

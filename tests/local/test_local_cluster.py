@@ -183,6 +183,23 @@ def secret_document(name: str = "push", **extra: Any) -> dict[str, Any]:
     }
 
 
+def test_volumes_kaito_mounts_must_be_directories_of_this_machine(registry: Registry) -> None:
+    document = tuning_document()
+    document["tuning"]["output"] = {"volumeSource": {"persistentVolumeClaim": {"claimName": "o"}}}
+    document["tuning"]["input"] = {"volumeSource": {"hostPath": {"path": "relative/dir"}}}
+    with pytest.raises(LocalModeError) as raised:
+        prepare_workspace(document, registry)
+    message = str(raised.value)
+    assert "tuning.input.volumeSource: the local mode mounts hostPath volumes only" in message
+    assert "tuning.output.volumeSource: the local mode mounts hostPath volumes only" in message
+    served = seed_workspace()
+    served["inference"]["adapters"] = [
+        {"source": {"name": "a", "volumeSource": {"emptyDir": {}}}, "strength": "1.0"}
+    ]
+    with pytest.raises(LocalModeError, match=r"inference\.adapters\[0\]\.source\.volumeSource"):
+        prepare_workspace(served, registry)
+
+
 def test_secrets_and_config_maps_come_with_the_workspace(registry: Registry) -> None:
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}
     local = prepare_documents([secret_document(), tuning_document(), config], registry)
@@ -213,6 +230,28 @@ def test_secrets_and_config_maps_come_with_the_workspace(registry: Registry) -> 
         (
             [seed_workspace(), {**secret_document(), "stringData": {"k": 1}}],
             "stringData must map keys to strings",
+        ),
+        (
+            [seed_workspace(), {**secret_document(), "data": {".dockerconfigjson": "{}"}}],
+            r"Secret push: data.\.dockerconfigjson is not base64; put plain text under stringData",
+        ),
+        ([seed_workspace(), {**secret_document(), "metadata": "push"}], "metadata must be a"),
+        ([seed_workspace(), {**secret_document(), "metadata": {"name": ["x"]}}], "a string"),
+        (
+            [seed_workspace(), {**secret_document(), "binaryData": {"k": "AA=="}}],
+            "binaryData is not supported here; use data or stringData",
+        ),
+        (
+            [
+                seed_workspace(),
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "c"},
+                    "stringData": {"k": "v"},
+                },
+            ],
+            "ConfigMap c: stringData is not supported here; use data",
         ),
     ],
 )

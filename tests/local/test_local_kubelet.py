@@ -24,7 +24,7 @@ from local_support import (
 from kaito.kube import CONFIG_MAP, NODE, POD, KubeClient
 from kaito.kube.emulated import EmulatedCluster
 from kaito.local import KubeletSettings, LocalKubelet, is_running, node_matches
-from kaito.local._containers import nested_links
+from kaito.local._containers import CannotRun, nested_links, volume_files
 from kaito.local._kubelet import log_tail
 
 pytestmark = pytest.mark.timeout(30)
@@ -306,6 +306,14 @@ def test_a_log_tail_keeps_to_the_byte_limit_and_drops_a_cut_line(tmp_path: Path)
     assert all(len(line) == 100 for line in tail.splitlines())  # no half line at the start
     assert log_tail(log, offset=log.stat().st_size) == ""
     assert log_tail(tmp_path / "missing.log") == ""
+    # The offset alone keeps an earlier run's lines out.
+    short = tmp_path / "short.log"
+    short.write_text("previous run failed\n--- header\nthis run\n")
+    assert log_tail(short, offset=len("previous run failed\n--- header\n")) == "this run"
+    # A cut that falls on a line start keeps that whole line.
+    exact = tmp_path / "exact.log"
+    exact.write_bytes(b"x" * 99 + b"\n" + b"y" * 2047 + b"\n")
+    assert log_tail(exact) == "y" * 2047
 
 
 async def test_a_volume_mounted_inside_another_shows_up_in_its_listing(
@@ -344,6 +352,14 @@ async def client_create_and_wait_succeeded(
     return await wait_for(succeeded, what=f"pod {name} Succeeded")
 
 
+def test_a_secret_that_is_not_base64_is_a_waiting_reason() -> None:
+    volume = {"name": "s", "secret": {"secretName": "creds"}}
+    with pytest.raises(CannotRun) as raised:
+        volume_files(volume, {("secret", "creds"): {"config": "{not base64}"}})
+    assert raised.value.reason == "CreateContainerConfigError"
+    assert raised.value.message == "key config of Secret creds is not base64"
+
+
 def test_nested_mounts_become_links_in_the_outer_volume() -> None:
     mounts = {
         "/mnt/adapter": "/state/adapters",
@@ -356,3 +372,5 @@ def test_nested_mounts_become_links_in_the_outer_volume() -> None:
         ("/state/adapters/a", "/data/a"),
         ("/data/a/extra", "/data/extra"),
     ]
+    # An inner mount that is the outer volume's own sub-directory (subPath) needs no link.
+    assert nested_links({"/mnt/a": "/v", "/mnt/a/b": "/v/b", "/mnt/a/c": "/v"}) == []

@@ -196,6 +196,18 @@ def test_a_model_directory_and_the_model_access_token_reach_the_program() -> Non
             "cannot push to r/x:1: denied",
         ),
         ("line\n\n  last words  \n", "last words"),
+        (
+            "x ERROR kaito.tuning: error: invalid tuning config /c.yaml:\n"
+            "  LoraConfig.r: Input should be a valid integer\n"
+            "  TrainingArguments.epochs: Extra inputs are not permitted\n",
+            "invalid tuning config /c.yaml: LoraConfig.r: Input should be a valid integer; "
+            "TrainingArguments.epochs: Extra inputs are not permitted",
+        ),
+        (
+            "retrying after error: timeout\nTraceback (most recent call last):\n"
+            "  File x\nKeyError: 'messages'\n",
+            "KeyError: 'messages'",
+        ),
         ("error: " + "x" * 600, "x" * 497 + "..."),
     ],
 )
