@@ -16,6 +16,7 @@ from kaito.api import (
     validate_update,
     workspace_crd,
 )
+from kaito.api._constants import COMPANION_KINDS
 from kaito.cli import _operator
 from kaito.cli._common import CliError, gib, load_documents, print_json, print_table
 from kaito.plugins import Registry
@@ -106,10 +107,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 # -- validate --------------------------------------------------------------------------------
-
-
-COMPANION_KINDS = frozenset({("v1", "ConfigMap"), ("v1", "Secret")})
-"""Objects a workspace file may carry besides the workspace (what `kaito up` creates first)."""
 
 
 def _workspace_document(path: str) -> dict[str, Any]:

@@ -502,12 +502,7 @@ class _PodWorker:
                 await self.publish()
                 return False
             failures += 1
-            delay = self._backoff(failures)
-            container.restarts += 1
-            container.last_state = terminated
-            container.state = _crash_waiting(delay, container.name, self.name)
-            await self.publish()
-            await asyncio.sleep(delay)
+            await self._restart_later(container, terminated, failures)
         return False
 
     async def _run_main(self, container: _Container) -> None:
@@ -548,12 +543,18 @@ class _PodWorker:
                 if time.monotonic() - began >= self.kubelet.settings.reset_after
                 else (failures + 1)
             )
-            delay = self._backoff(failures)
-            container.restarts += 1
-            container.last_state = terminated
-            container.state = _crash_waiting(delay, container.name, self.name)
-            await self.publish()
-            await asyncio.sleep(delay)
+            await self._restart_later(container, terminated, failures)
+
+    async def _restart_later(
+        self, container: _Container, terminated: dict[str, Any], failures: int
+    ) -> None:
+        """Record the ended run, show CrashLoopBackOff, and wait out the back-off."""
+        delay = self._backoff(failures)
+        container.restarts += 1
+        container.last_state = terminated
+        container.state = _crash_waiting(delay, container.name, self.name)
+        await self.publish()
+        await asyncio.sleep(delay)
 
     def _terminated(self, container: _Container, code: int, started: str) -> dict[str, Any]:
         """The terminated state; with terminationMessagePolicy FallbackToLogsOnError, a failed

@@ -31,13 +31,12 @@ from typing import Any
 import attrs
 
 from kaito.api import Workspace, WorkspaceInvalid, validate_create
+from kaito.api._constants import COMPANION_KINDS
 from kaito.plugins import Registry
 from kaito.presets import Preset
 from kaito.runtimes import RUNTIME_ANNOTATION
 
 IGNORED_INSTANCE_TYPE_ANNOTATION = "kaito.sh/local-ignored-instance-type"
-COMPANION_KINDS = ("ConfigMap", "Secret")
-"""The kinds of objects `kaito up` creates next to the workspace."""
 
 
 class LocalModeError(ValueError):
@@ -101,7 +100,7 @@ def prepare_documents(
 def _companion(document: Mapping[str, Any], number: int, namespace: str) -> dict[str, Any]:
     where = f"document {number}"
     kind = document.get("kind")
-    if kind not in COMPANION_KINDS or document.get("apiVersion") != "v1":
+    if (document.get("apiVersion"), kind) not in COMPANION_KINDS:
         raise LocalModeError(
             f"{where}: kind {kind!r} ({document.get('apiVersion')}) cannot go with the workspace; "
             "the file may hold one Workspace and v1 ConfigMaps and Secrets"
